@@ -1,0 +1,1 @@
+"""How to measure: GSM8K, HumanEval (sandboxed), MT-Bench (judged), hidden-state t-SNE."""

@@ -1,0 +1,1 @@
+"""What to run: specs, presets, strategies, grids, reports."""

@@ -1,0 +1,1 @@
+"""How to train: data, formatting, model, loop, checkpoints."""

