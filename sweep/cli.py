@@ -1,0 +1,116 @@
+"""The command line every question shares: parse, build the grid, then plan or sweep and report.
+
+    python -m sweep.rq2 [--preset smoke|local|paper] [--models ...] [--fractions ...]
+        [--storage PATH_OR_URI] [--address auto] [--max-concurrent N] [--dry-run [--json]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from fractions import Fraction
+
+from sweep import grid, presets
+from sweep.presets import Preset
+from trainers.recipe import parse_amount
+from trainers.sources import SourceSpec
+
+
+def parse_fractions(text: str) -> tuple[Fraction, ...]:
+    """'1,1/4,1/16' -> exact fractions; counts ('#300') are not grid fractions."""
+    out = []
+    for part in text.split(","):
+        amount = parse_amount(part)
+        if not isinstance(amount, Fraction) or amount == 0:
+            raise argparse.ArgumentTypeError(f"{part!r}: a fraction in (0, 1] like 1/16")
+        out.append(amount)
+    return tuple(out)
+
+
+def parse_source(text: str) -> tuple[str, str]:
+    name, sep, location = text.partition("=")
+    if not sep or not name or not location:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PATH_OR_HF_ID")
+    return name.strip(), location.strip()
+
+
+def build_parser(question: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m sweep.{question}",
+                                description=f"Sweep {question} of Dong et al. (GRID.md).")
+    p.add_argument("--preset", default="local", choices=sorted(presets.PRESETS))
+    p.add_argument("--models", nargs="+", help="model presets, HF ids or paths (default: preset)")
+    p.add_argument("--fractions", type=parse_fractions,
+                   help="comma-separated fractions (default 1,1/4,1/16,1/64,1/256)")
+    if question == "rq4":
+        p.add_argument("--ks", type=parse_fractions,
+                       help="DMT's k values (default 1,1/4,1/16,1/64,1/256; 1/2,1/8,1/32 too)")
+    p.add_argument("--storage", help="local folder or s3:// / gs:// URI (default: preset)")
+    p.add_argument("--source", type=parse_source, action="append", default=[],
+                   help="override a training source: NAME=PATH_OR_HF_ID (repeatable)")
+    p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster)")
+    p.add_argument("--max-concurrent", type=int, help="runs at once (default: fit the cluster)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    p.add_argument("--no-report", action="store_true", help="skip writing the report")
+    return p
+
+
+def preset_from_args(args: argparse.Namespace) -> Preset:
+    preset = presets.get_preset(args.preset)
+    if args.models:
+        preset = replace(preset, models=tuple(args.models))
+    if args.storage:
+        preset = replace(preset, storage=args.storage)
+    if args.max_concurrent is not None:
+        if args.max_concurrent < 1:
+            raise SystemExit("--max-concurrent must be >= 1")
+        preset = replace(preset, max_concurrent=args.max_concurrent)
+    if args.source:
+        preset = replace(preset, sources=override_sources(preset, dict(args.source)))
+    return preset
+
+
+def override_sources(preset: Preset, locations: dict[str, str]) -> tuple[SourceSpec, ...]:
+    if not preset.sources:
+        raise SystemExit(f"preset {preset.name!r} trains on the built-in corpora; "
+                         "--source applies to the paper preset")
+    names = {s.name for s in preset.sources}
+    unknown = sorted(set(locations) - names)
+    if unknown:
+        raise SystemExit(f"--source: unknown sources {unknown}; known: {sorted(names)}")
+    # general_nocm reads the same file as general unless it is named itself.
+    if "general" in locations and "general_nocm" not in locations:
+        locations["general_nocm"] = locations["general"]
+    return tuple(replace(s, location=locations.get(s.name, s.location)) for s in preset.sources)
+
+
+def main(question: str, argv: Sequence[str] | None = None) -> int:
+    args = build_parser(question).parse_args(argv)
+    if args.json and not args.dry_run:
+        raise SystemExit("--json goes with --dry-run")
+    preset = preset_from_args(args)
+    runs = grid.build_grid(question, preset.models, args.fractions or grid.FRACTIONS,
+                           getattr(args, "ks", None) or grid.KS)
+    if args.dry_run:
+        from sweep.plan import build_plan, format_plan, plan_json
+
+        plan = build_plan(runs, preset)
+        print(json.dumps(plan_json(plan), indent=1) if args.json else format_plan(plan, preset))
+        return 0
+    from sweep.driver import run_sweep
+
+    summary = run_sweep(runs, preset, address=args.address)
+    print(summary.text())
+    if not args.no_report:
+        from sweep.report import write_report
+
+        out = write_report(preset.storage)
+        print(f"report: {out}")
+    return 0 if summary.ok else 1
+
+
+def entry(question: str) -> None:
+    sys.exit(main(question))

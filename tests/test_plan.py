@@ -1,0 +1,92 @@
+"""Dry runs: the paper preset's plans match GRID.md run for run, and stages are shared exactly
+where GRID.md says they repeat, within and across questions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction as F
+
+from sweep import grid, presets
+from sweep.plan import MEAN_TOKENS, PAPER_SIZES, build_plan, plan_json
+
+MODELS = ("llama_7b", "llama_13b", "llama_33b")
+PER_MODEL = {"rq1": 15, "rq2": 5, "rq3": 15, "rq4": 11, "ablation": 5}
+
+
+def _dry_run(question: str, *extra: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", f"sweep.{question}", "--preset", "paper", "--dry-run", "--json",
+         *extra], capture_output=True, text=True, check=True, timeout=60)
+    return json.loads(out.stdout)
+
+
+def test_cli_plans_match_grid_one_to_one():
+    for question, n in PER_MODEL.items():
+        plan = _dry_run(question)
+        assert len(plan["runs"]) == 3 * n, question
+        assert len({r["id"] for r in plan["runs"]}) == len(plan["runs"])
+        for model in MODELS:
+            runs = [r for r in plan["runs"] if r["model"] == model]
+            assert len(runs) == n
+        expected = {(r.model, r.strategy, str(r.fraction) if r.fraction else None,
+                     str(r.k) if r.k else None) for r in grid.build_grid(question, MODELS)}
+        got = {(r["model"], r["strategy"], r["fraction"] and str(F(r["fraction"])),
+                r["k"] and str(F(r["k"]))) for r in plan["runs"]}
+        assert got == expected
+        assert plan["naive_stages"] >= plan["unique_stages"]
+        assert plan["naive_tokens"] >= plan["shared_tokens"] > 0
+        assert plan["gpu_hours"] > 0
+
+
+def test_rq4_sharing_and_tokens():
+    plan = _dry_run("rq4", "--models", "llama_7b")
+    # 19 stages named, 13 distinct: code only = sequential's first; mixed sequential's first
+    # stage = every DMT(k)'s first; and DMT(k)'s second stages differ by k.
+    assert (plan["naive_stages"], plan["unique_stages"]) == (19, 13)
+    runs = {(r["strategy"], r["k"]): r["stage_ids"] for r in plan["runs"]}
+    assert runs[("sequential", None)][0] == runs[("code only", None)][0]
+    firsts = {ids[0] for (s, _), ids in runs.items() if s in ("DMT", "mixed sequential")}
+    assert len(firsts) == 1
+    # multi-task: 3 epochs x all samples x the stated mean tokens
+    multi = plan["stages"][runs[("multi-task", None)][0]]
+    want = 3 * sum(PAPER_SIZES[s] * MEAN_TOKENS[s] for s in ("math", "code", "general"))
+    assert multi["tokens"] == want and multi["samples"] == 216_224
+
+
+def test_sharing_across_questions():
+    preset = presets.paper()
+    runs = [r for q in ("rq1", "rq2", "rq3", "rq4") for r in grid.build_grid(q, ["llama_7b"])]
+    plan = build_plan(runs, preset)
+    ids = {(p.run.question, p.run.strategy, p.run.fraction, p.run.k): p.stage_ids
+           for p in plan.runs}
+    one = F(1)
+    multi = ids[("rq4", "multi-task", None, None)]
+    assert ids[("rq2", "mix", one, None)] == multi
+    assert ids[("rq3", "fixed general", one, None)] == multi
+    assert ids[("rq3", "fixed specialized", one, None)] == multi
+    assert ids[("rq4", "math only", None, None)] == ids[("rq1", "math only", one, None)]
+    assert ids[("rq4", "general only", None, None)] == ids[("rq1", "general only", one, None)]
+    assert ids[("rq4", "sequential", None, None)][0] == ids[("rq1", "code only", one, None)][0]
+    assert ids[("rq3", "fixed general", F(1, 64), None)] != ids[("rq2", "mix", F(1, 64), None)]
+    # Two coincidences GRID.md does not list, which hashing finds by itself:
+    assert ids[("rq3", "fixed 1/64 general", F(1, 64), None)] == ids[("rq2", "mix", F(1, 64), None)]
+    assert (ids[("rq3", "fixed 1/64 general", one, None)]
+            == ids[("rq3", "fixed specialized", F(1, 64), None)])
+    # Named: 15 + 5 + 15 + 19. Distinct: rq1 15; rq2 adds 5; rq3 adds 15 - 4 (f=1 of (a) and
+    # (b) = mix@1, (c)@1/64 = mix@1/64, (c)@1 = (b)@1/64); rq4 adds its 13 less the three
+    # singles (rq1 @1) and multi-task (mix@1): 9.
+    assert plan.naive_stages == 54
+    assert len(plan.stages) == 15 + 5 + 11 + 9
+    js = plan_json(plan)
+    assert js["unique_stages"] == len(plan.stages) and len(js["runs"]) == 15 + 5 + 15 + 11
+
+
+def test_gpu_hours_formula_and_cpu_presets():
+    preset = presets.paper()
+    plan = build_plan(grid.build_grid("rq1", ["llama_13b"], fractions=(F(1),)), preset)
+    stage = next(s for s in plan.stages.values() if s.recipe_text == "code=1")
+    assert abs(stage.gpu_hours - 6 * 13_016_000_000 * stage.tokens / (312e12 * 0.4) / 3600) < 1e-9
+    assert presets.train_settings(preset, "llama_33b").micro_batch == 1  # 16 GPUs, batch 16
+    assert presets.train_settings(preset, "llama_7b").micro_batch == 2
