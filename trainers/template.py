@@ -51,6 +51,41 @@ def generation_prompt(messages: list[dict], eos_text: str = LLAMA_EOS_TEXT) -> s
     return conv.get_prompt()
 
 
+def render_with_spans(
+    messages: list[dict], eos_text: str = LLAMA_EOS_TEXT
+) -> tuple[str, list[tuple[int, int]]]:
+    """`render(messages)` and the character span `[start, end)` of each assistant reply in it.
+
+    A span starts right after "ASSISTANT:" (so it holds the space before the reply, which
+    tokenizers fold into the reply's first token) and ends after the end-of-turn text. Spans are
+    measured by rendering prefixes with fschat, never by re-typing the template here.
+    """
+    conv = _conversation([], eos_text)
+    turns = list(messages)
+    if turns and turns[0]["role"] == "system":
+        conv.set_system_message(turns.pop(0)["content"])
+    user, assistant = conv.roles
+    spans, prompts = [], []
+    for message in turns:
+        role = message["role"]
+        if role == "user":
+            conv.append_message(user, message["content"])
+            continue
+        if role != "assistant":
+            raise ValueError(f"role {role!r} cannot appear here (only a first 'system' turn)")
+        conv.append_message(assistant, None)
+        prompt = conv.get_prompt()
+        conv.messages[-1][1] = message["content"]
+        prompts.append(prompt)
+        spans.append((len(prompt), len(conv.get_prompt())))
+    text = conv.get_prompt()
+    for prompt, (start, end) in zip(prompts, spans):
+        # a template whose prompt is not a prefix of its training text cannot be labelled by span
+        if not text.startswith(prompt) or not text[start:end].endswith(eos_text):
+            raise ValueError(f"template did not end a reply with {eos_text!r}: {text[start:end]!r}")
+    return text, spans
+
+
 def assistant_prefix() -> str:
     """The text that opens an assistant reply ("ASSISTANT:"); the reply follows after a space."""
     return get_conv_template(TEMPLATE_NAME).roles[1] + ":"

@@ -1,0 +1,215 @@
+"""Loss labels checked token by token: the labelled positions decode to exactly the assistant
+replies (each followed by EOS), with SmolLM2's tokenizer and a LLaMA-style SentencePiece BPE built
+offline here; mismatches, special tokens and over-long samples are counted errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainers.formatting import (
+    IGNORE,
+    FormatError,
+    tokenize_batch,
+    tokenize_conversation,
+)
+from trainers.template import eos_text_for, generation_prompt, render
+
+SINGLE = [
+    {"role": "user", "content": "What is 2 + 3?"},
+    {"role": "assistant", "content": "2 + 3 = 5."},
+]
+MULTI = [
+    {"role": "user", "content": "Write a function that adds two numbers."},
+    {"role": "assistant", "content": "```python\ndef add(a, b):\n    return a + b\n```"},
+    {"role": "user", "content": "Now in one line, please."},
+    {"role": "assistant", "content": "add = lambda a, b: a + b"},
+    {"role": "user", "content": "Merci! Ça marche très bien 中文 🙂"},
+    {"role": "assistant", "content": " 42 is the answer, café 🙂\n\n- done  "},
+]
+SYSTEM = [
+    {"role": "system", "content": "You are a terse assistant."},
+    {"role": "user", "content": "Name a colour."},
+    {"role": "assistant", "content": "Blue."},
+]
+SAMPLES = {"single": SINGLE, "multi": MULTI, "system": SYSTEM}
+
+
+@pytest.fixture(scope="module")
+def llama_tokenizer():
+    """A LLaMA-style tokenizer trained here: SentencePiece-style BPE ("▁" Metaspace, byte
+    fallback), ids 0/1/2 = <unk>/<s>/</s>, BOS prepended, built by transformers' LlamaTokenizer
+    exactly as it builds the real LLaMA one."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaTokenizer
+
+    corpus = [render(m) for m in SAMPLES.values()] * 5
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    # split=True while training keeps merges inside words, as SentencePiece does
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=True)
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=specials, show_progress=False)
+    bpe.train_from_iterator(corpus, trainer)
+    state = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["merges"]]
+    tok = LlamaTokenizer(vocab=state["vocab"], merges=merges, add_bos_token=True)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+@pytest.fixture(params=["smollm2", "llama"])
+def any_tokenizer(request, tokenizer, llama_tokenizer):
+    return tokenizer if request.param == "smollm2" else llama_tokenizer
+
+
+def test_llama_style_tokenizer_behaves_like_llama(llama_tokenizer):
+    tok = llama_tokenizer
+    ids = tok("USER: Hi ASSISTANT: Hello!</s>USER: Ω").input_ids
+    assert ids[0] == tok.bos_token_id == 1
+    assert tok.eos_token_id == 2 and ids.count(2) == 1  # "</s>" in text is the EOS id
+    assert "<0xCE>" in tok.convert_ids_to_tokens(ids)  # byte fallback for an unseen character
+    assert tok.convert_ids_to_tokens(ids)[1].startswith("▁")
+    assert eos_text_for(tok) == "</s>"
+
+
+def _runs(labels) -> list[list[int]]:
+    runs, current = [], []
+    for pos, label in enumerate(labels):
+        if label != IGNORE:
+            current.append(pos)
+        elif current:
+            runs.append(current)
+            current = []
+    return runs + ([current] if current else [])
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_labelled_tokens_decode_to_exactly_the_replies(any_tokenizer, name):
+    tok, messages = any_tokenizer, SAMPLES[name]
+    row = tokenize_conversation(messages, tok)
+    ids, labels = row["input_ids"], row["labels"]
+    assert len(ids) == len(labels) and not row["truncated"]
+    replies = [m["content"] for m in messages if m["role"] == "assistant"]
+    runs = _runs(labels)
+    assert len(runs) == len(replies)
+    eos = eos_text_for(tok)
+    # decoded after an anchor token, since LLaMA's decoder strips the first leading space
+    anchor = tok("A", add_special_tokens=False).input_ids
+    for k, (run, reply) in enumerate(zip(runs, replies)):
+        assert [labels[p] for p in run] == [ids[p] for p in run]
+        assert ids[run[-1]] == tok.eos_token_id
+        decoded = tok.decode(anchor + [ids[p] for p in run], skip_special_tokens=False)
+        # the space after "ASSISTANT:" belongs to the reply's first token
+        assert decoded == "A " + reply + eos
+        # what precedes the reply is token for token what inference feeds the model
+        turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        prompt = tok(generation_prompt(messages[: turns[k]], eos_text=eos)).input_ids
+        assert ids[: run[0]] == prompt
+
+
+class _MismatchedTokenizer:
+    """SmolLM2's tokenizer claiming LLaMA's "</s>" as its EOS text: the FastChat-style mismatch."""
+
+    def __init__(self, inner):
+        self._inner, self.eos_token = inner, "</s>"
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._inner(*args, **kwargs)
+
+
+def test_mismatched_eos_is_an_error_not_a_masked_sample(tokenizer):
+    with pytest.raises(FormatError) as err:
+        tokenize_conversation(SINGLE, _MismatchedTokenizer(tokenizer))
+    assert err.value.reason == "template_mismatch"
+
+
+def test_token_straddling_a_reply_boundary_is_an_error():
+    from trainers.model import load_tokenizer
+
+    tok = load_tokenizer("tiny_llama")
+    tok.add_tokens([": 2"])  # merges the role colon with the reply's first characters
+    with pytest.raises(FormatError) as err:
+        tokenize_conversation(SINGLE, tok)
+    assert err.value.reason == "template_mismatch" and "straddles" in str(err.value)
+
+
+def test_special_token_inside_content_is_rejected(any_tokenizer):
+    eos = eos_text_for(any_tokenizer)
+    for role in ("user", "assistant"):
+        messages = [dict(m) for m in SINGLE]
+        turn = next(m for m in messages if m["role"] == role)
+        turn["content"] = f"stop {eos} here"
+        with pytest.raises(FormatError) as err:
+            tokenize_conversation(messages, any_tokenizer)
+        assert err.value.reason == "special_token_in_text"
+
+
+def test_overlong_samples_are_truncated_or_dropped_and_reported(any_tokenizer):
+    full = tokenize_conversation(MULTI, any_tokenizer)
+    n = len(full["input_ids"])
+    first_reply = _runs(full["labels"])[0]
+    cut = first_reply[0] + 2
+    row = tokenize_conversation(MULTI, any_tokenizer, max_len=cut, overlong="truncate")
+    assert row["truncated"] and len(row["input_ids"]) == cut
+    assert row["input_ids"] == full["input_ids"][:cut] and row["labels"] == full["labels"][:cut]
+    with pytest.raises(FormatError) as err:
+        tokenize_conversation(MULTI, any_tokenizer, max_len=cut, overlong="drop")
+    assert err.value.reason == "over_max_len"
+    with pytest.raises(FormatError) as err:  # nothing left to learn from
+        tokenize_conversation(MULTI, any_tokenizer, max_len=first_reply[0], overlong="truncate")
+    assert err.value.reason == "no_assistant_tokens"
+    assert not tokenize_conversation(MULTI, any_tokenizer, max_len=n)["truncated"]
+
+
+def test_bad_messages_are_counted_reasons(tokenizer):
+    cases = {
+        "no_assistant_tokens": [{"role": "user", "content": "hi"}],
+        "bad_messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}],
+    }
+    for reason, messages in cases.items():
+        with pytest.raises(FormatError) as err:
+            tokenize_conversation(messages, tokenizer)
+        assert err.value.reason == reason
+    with pytest.raises(ValueError, match="overlong"):
+        tokenize_conversation(SINGLE, tokenizer, overlong="wrap")
+
+
+def _batch_messages():
+    bad = [{"role": "user", "content": "no reply"}]
+    return [SINGLE, bad, MULTI]
+
+
+def test_tokenize_batch_numpy_and_pandas_count_rejects(tokenizer):
+    msgs = _batch_messages()
+    numpy_batch = {"id": np.array(["a", "b", "c"]), "messages": np.array(msgs, dtype=object)}
+    n_single = len(tokenize_conversation(SINGLE, tokenizer)["input_ids"])
+    out = tokenize_batch(numpy_batch, tokenizer, max_len=n_single, overlong="truncate")
+    assert list(out["reject_reason"]) == ["", "no_assistant_tokens", ""]
+    assert list(out["id"]) == ["a", "b", "c"] and "messages" not in out
+    assert list(out["n_tokens"]) == [len(x) for x in out["input_ids"]]
+    assert out["n_tokens"][1] == 0 and out["n_tokens"][2] == n_single
+    assert list(out["truncated"]) == [False, False, True]
+    frame = tokenize_batch(pd.DataFrame({"id": ["a", "b", "c"], "messages": msgs}), tokenizer)
+    assert list(frame["reject_reason"]) == ["", "no_assistant_tokens", ""]
+    assert frame["input_ids"][0] == tokenize_conversation(SINGLE, tokenizer)["input_ids"]
+
+
+def test_batch_tokenizer_runs_in_ray_data(ray_local):
+    import ray
+
+    from trainers.formatting import BatchTokenizer
+
+    rows = [{"id": str(i), "messages": m} for i, m in enumerate(_batch_messages())]
+    ds = ray.data.from_items(rows).map_batches(
+        BatchTokenizer, fn_constructor_args=("tiny_llama", 2048, "truncate"),
+        batch_format="numpy", concurrency=1, batch_size=2,
+    )
+    out = sorted(ds.take_all(), key=lambda r: r["id"])
+    assert [r["reject_reason"] for r in out] == ["", "no_assistant_tokens", ""]
+    assert [int(x) for x in out[0]["labels"]][-1] == 2  # reply ends with SmolLM2's EOS
