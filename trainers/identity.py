@@ -81,8 +81,16 @@ def fingerprint_sources(specs: Mapping[str, Any]) -> dict:
         else:
             raise TypeError(f"source {name!r}: cannot fingerprint a {type(spec).__name__}")
         fields.pop("name", None)  # the key already says it
-        out[str(name)] = {k: (str(v) if v is not None else None) for k, v in fields.items()}
+        out[str(name)] = {k: _plain_field(v) for k, v in fields.items()}
     return out
+
+
+def _plain_field(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return str(value)
 
 
 def stage_id(parent_id: str, recipe: Sequence[tuple[str, Any]], settings_fingerprint: Any,

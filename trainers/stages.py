@@ -1,0 +1,300 @@
+"""Stages trained once: a strategy's stages, each found in run storage by its content id or
+trained there (one `fit_stage` per stage), whoever else needs it at the same time.
+
+`stages/<stage_id>/` holds the final weights in HF format plus `manifest.json`, written last:
+its presence means the stage is complete. `stages/<stage_id>/.lock` is a `Lease` so that two
+processes missing the same stage train it once. Run it through `python -m trainers.finetune`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from trainers.identity import (
+    CODE_VERSION,
+    canonical_recipe,
+    fingerprint_settings,
+    fingerprint_sources,
+    model_id,
+    stage_id,
+)
+from trainers.recipe import format_recipe
+from trainers.settings import TrainSettings
+from trainers.storage import Lease, Storage
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+
+
+def stage_rel(sid: str) -> str:
+    return f"stages/{sid}"
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    """One stage with its identity resolved; no training involved (dry runs use this)."""
+
+    index: int
+    stage_id: str
+    parent_id: str
+    recipe: tuple
+    settings: TrainSettings
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage_id: str
+    path: str  # the stage folder: a local path, or a URI on remote storage
+    trained: bool  # False: it existed (or another process trained it while we waited)
+    manifest: dict
+
+
+def resolve_settings(stage: Any, settings: TrainSettings | None) -> TrainSettings:
+    """A stage's own settings win (presets attach them); then the caller's; then the paper's."""
+    own = getattr(stage, "settings", None)
+    chosen = own if own is not None else settings
+    if chosen is None:
+        return TrainSettings()
+    if isinstance(chosen, Mapping):
+        return TrainSettings.from_dict(dict(chosen))
+    return chosen
+
+
+def plan_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any], *,
+                settings: TrainSettings | None = None, seed: int = 0,
+                sources_fp: Mapping[str, Any] | None = None) -> list[PlannedStage]:
+    """Chain the stage ids of a strategy from `model`. `sources_fp` overrides what identifies the
+    sources (default: the specs' location/format/...); cheap, no torch or ray."""
+    if not stages:
+        raise ValueError("a strategy needs at least one stage")
+    fp = fingerprint_sources(sources_fp if sources_fp is not None else specs)
+    plan, parent = [], model_id(model)
+    for index, stage in enumerate(stages):
+        recipe = getattr(stage, "recipe", stage)
+        missing = sorted({s for s, _ in recipe} - set(specs))
+        if missing:
+            raise ValueError(f"stage {index} ({format_recipe(recipe)}) reads sources {missing} "
+                             f"that are not given; known: {sorted(specs)}")
+        chosen = resolve_settings(stage, settings)
+        sid = stage_id(parent, recipe, chosen, seed, fp)
+        plan.append(PlannedStage(index, sid, parent, tuple(recipe), chosen))
+        parent = sid
+    return plan
+
+
+def read_manifest(storage: Storage, sid: str) -> dict | None:
+    """The manifest of a complete stage, None when the stage is missing or unfinished."""
+    try:
+        return storage.read_json(f"{stage_rel(sid)}/{MANIFEST}")
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How to train a missing stage: everything run_stages passes down, in one place."""
+
+    model: str
+    specs: Mapping[str, Any]
+    storage: Storage
+    seed: int
+    workers: int
+    use_gpu: bool
+    max_failures: int
+    resources_per_worker: Mapping[str, float] | None
+    fit: Callable
+    build_dataset: Callable
+    on_event: Callable[[dict], None]
+
+
+def run_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
+               storage: Storage | str, *, settings: TrainSettings | None = None, seed: int = 0,
+               workers: int = 1, use_gpu: bool = False, max_failures: int = 1,
+               on_event: Callable[[dict], None] | None = None, fit: Callable | None = None,
+               build_dataset: Callable | None = None,
+               resources_per_worker: Mapping[str, float] | None = None,
+               sources_fp: Mapping[str, Any] | None = None, lock_ttl_s: float = 120.0,
+               poll_s: float = 2.0) -> list[StageResult]:
+    """Every stage of a strategy, in order: reused when its manifest exists, else trained once
+    (under a lease) from its parent's weights, or from `model` for the first stage.
+
+    `fit` defaults to trainers.fit.fit_stage and `build_dataset` to
+    trainers.pipeline.build_stage_dataset (both looked up at call time, so tests may swap them).
+    `on_event(dict)` hears {"event": "stage", "status": "reused"|"waiting"|"training"|"trained",
+    "index", "of", "stage_id", "recipe"} so a sweep driver can report progress to Tune."""
+    if fit is None:
+        from trainers import fit as fit_module
+
+        fit = fit_module.fit_stage
+    if build_dataset is None:
+        from trainers import pipeline
+
+        build_dataset = pipeline.build_stage_dataset
+    storage = storage if isinstance(storage, Storage) else Storage(storage)
+    plan = plan_stages(model, stages, specs, settings=settings, seed=seed, sources_fp=sources_fp)
+    ex = Execution(model, specs, storage, seed, workers, use_gpu, max_failures,
+                   resources_per_worker, fit, build_dataset, on_event or (lambda event: None))
+    fp = fingerprint_sources(sources_fp if sources_fp is not None else specs)
+    results: list[StageResult] = []
+    for planned in plan:
+        parent = results[-1] if results else None
+        results.append(obtain_stage(planned, len(plan), parent, fp, ex, lock_ttl_s, poll_s))
+    return results
+
+
+def obtain_stage(planned: PlannedStage, of: int, parent: StageResult | None, sources_fp: dict,
+                 ex: Execution, lock_ttl_s: float, poll_s: float) -> StageResult:
+    """Reuse, wait for, or train one stage. Whoever holds the lease trains; the others poll
+    until the manifest appears, or take over the lease if the holder dies or gives up."""
+    rel = stage_rel(planned.stage_id)
+    path = ex.storage.uri_of(rel)
+
+    def emit(status: str, **extra) -> None:
+        ex.on_event({"event": "stage", "status": status, "index": planned.index, "of": of,
+                     "stage_id": planned.stage_id, "recipe": format_recipe(planned.recipe),
+                     "path": path, **extra})
+
+    lease = Lease(ex.storage, f"{rel}/{LOCK}", ttl_s=lock_ttl_s)
+    waiting_since = None
+    while True:
+        manifest = read_manifest(ex.storage, planned.stage_id)
+        if manifest is None and lease.try_acquire():
+            try:
+                # Re-check under the lease: it may have been finished since the first look.
+                manifest = read_manifest(ex.storage, planned.stage_id)
+                if manifest is None:
+                    emit("training")
+                    manifest = train_stage(planned, parent, sources_fp, ex)
+                    emit("trained", wall_s=manifest["stage_wall_s"])
+                    return StageResult(planned.stage_id, path, True, manifest)
+            finally:
+                lease.release()
+        if manifest is not None:
+            emit("reused", **({"waited_s": time.time() - waiting_since} if waiting_since else {}))
+            return StageResult(planned.stage_id, path, False, manifest)
+        if waiting_since is None:
+            waiting_since = time.time()
+            emit("waiting", holder=lease.holder())
+        time.sleep(poll_s)
+
+
+def parent_source(planned: PlannedStage, parent: StageResult | None, ex: Execution) -> str:
+    """What the stage starts from: the base model, or the parent stage's local folder (remote
+    storage: downloaded once into the local cache)."""
+    if parent is None:
+        return ex.model
+    return str(ex.storage.download_dir(stage_rel(parent.stage_id)))
+
+
+def train_stage(planned: PlannedStage, parent: StageResult | None, sources_fp: dict,
+                ex: Execution) -> dict:
+    """One fit of one stage; the weights are copied in first and the manifest written last."""
+    from trainers.fit import FitConfig
+
+    start = time.time()
+    settings = planned.settings
+    dataset, report = ex.build_dataset(
+        planned.recipe, ex.specs, ex.model, seed=ex.seed, epochs=settings.epochs,
+        max_len=settings.max_len, overlong=settings.overlong)
+    start_from = parent_source(planned, parent, ex)
+    outcome = ex.fit(FitConfig(
+        model=start_from, tokenizer=ex.model, dataset=dataset, settings=settings,
+        workers=ex.workers, use_gpu=ex.use_gpu,
+        resources_per_worker=dict(ex.resources_per_worker or {}) or None,
+        # Named by the stage id: a stage whose process crashed resumes from its last
+        # mid-stage checkpoint when it is trained again.
+        storage_path=ex.storage.uri_of("ray"), name=planned.stage_id,
+        max_failures=ex.max_failures))
+    rel = stage_rel(planned.stage_id)
+    copy_checkpoint(outcome.checkpoint_dir, ex.storage, rel)
+    manifest = build_manifest(planned, start_from, sources_fp, report, outcome, ex)
+    manifest["stage_wall_s"] = round(time.time() - start, 3)
+    ex.storage.write_json(f"{rel}/{MANIFEST}", manifest)
+    _remove_run_dir(ex.storage, planned.stage_id)
+    return manifest
+
+
+def copy_checkpoint(checkpoint: str | Path, storage: Storage, rel: str) -> None:
+    """Copy the final HF checkpoint (a local folder, or a URI when Ray stores remotely)."""
+    text = str(checkpoint)
+    if "://" not in text:
+        storage.upload_dir(text, rel)
+        return
+    fs, src = pafs.FileSystem.from_uri(text)
+    storage.fs.create_dir(storage.path(rel), recursive=True)
+    pafs.copy_files(src, storage.path(rel), source_filesystem=fs,
+                    destination_filesystem=storage.fs)
+
+
+def _remove_run_dir(storage: Storage, sid: str) -> None:
+    """Mid-stage checkpoints only serve a crashed stage; once complete they are dead weight."""
+    try:
+        storage.delete_dir(f"ray/{sid}")
+    except OSError:
+        pass  # best effort: a leftover folder costs disk, not correctness
+
+
+def build_manifest(planned: PlannedStage, start_from: str, sources_fp: dict, report: Any,
+                   outcome: Any, ex: Execution) -> dict:
+    data = to_plain(report)
+    return to_plain({
+        "stage_id": planned.stage_id,
+        "parent_id": planned.parent_id,
+        "model": ex.model,
+        "model_source": start_from,
+        "recipe": format_recipe(planned.recipe),
+        "recipe_exact": canonical_recipe(planned.recipe),
+        "data_seed": ex.seed,
+        "settings": planned.settings.to_dict(),
+        "settings_fingerprint": fingerprint_settings(planned.settings),
+        "sources": {s: sources_fp.get(s) for s, _ in planned.recipe},
+        "code_version": CODE_VERSION,
+        "selected": _pick(data, "selected", "selected_counts", "counts"),
+        "rejected": _pick(data, "rejected", "rejects", "rejected_counts"),
+        "data_report": data,
+        "tokens_seen": outcome.tokens_seen,
+        "loss_curve": outcome.loss_curve,
+        "tokens_per_s": outcome.tokens_per_s,
+        "wall_s": outcome.wall_s,
+        "steps": outcome.steps,
+        "metrics": outcome.metrics,
+        "workers": ex.workers,
+        "use_gpu": ex.use_gpu,
+        "trained_on": socket.gethostname(),
+    })
+
+
+def _pick(data: Any, *keys: str) -> Any:
+    if isinstance(data, Mapping):
+        for key in keys:
+            if key in data:
+                return data[key]
+    return None
+
+
+def to_plain(obj: Any) -> Any:
+    """JSON-able copy: dataclasses, objects with to_dict(), numpy scalars, tuples, paths."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None  # JSON has no NaN or inf
+    if hasattr(obj, "to_dict"):
+        return to_plain(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_plain(dataclasses.asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_plain(v) for v in obj]
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return to_plain(obj.item())
+    return str(obj)
