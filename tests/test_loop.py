@@ -1,0 +1,145 @@
+"""The step logic in-process (no Ray): every parameter moves, the loss falls on a repeated batch,
+batch 2 x accumulation 1 equals batch 1 x accumulation 2, packed equals padded, and the step plan
+maps positions to steps exactly (including the partial last batch)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from trainers.backends import TorchBackend
+from trainers.loop import (
+    IGNORE,
+    StepPlan,
+    collate_micro_batches,
+    collate_padded,
+    compute_loss,
+    iter_steps,
+    train_step,
+)
+from trainers.settings import TrainSettings
+
+
+def make_rows(n: int, seed: int = 0, lo: int = 6, hi: int = 20, vocab: int = 1000) -> list[dict]:
+    """Rows in the pipeline's shape: a prompt (unlabelled) then an answer (labelled)."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in range(n):
+        length = int(torch.randint(lo, hi, (1,), generator=g))
+        ids = torch.randint(5, vocab, (length,), generator=g).tolist()
+        cut = length // 2
+        rows.append({"epoch": 0, "position": i, "input_ids": ids,
+                     "labels": [IGNORE] * cut + ids[cut:], "n_tokens": length})
+    return rows
+
+
+def backend_for(model, **overrides) -> TorchBackend:
+    settings = TrainSettings(**{"lr": 1e-3, "warmup_ratio": 0.0, "lr_schedule": "constant",
+                                **overrides})
+    return TorchBackend(model, settings, total_steps=100, device="cpu", precision="fp32")
+
+
+def test_one_step_changes_every_trainable_parameter(tiny_model):
+    before = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
+    backend = backend_for(tiny_model, micro_batch=4, global_batch=4)
+    plan = StepPlan.create(backend.settings, 4, 1)
+    stats = train_step(backend, collate_micro_batches(make_rows(4), plan, 0, packing=False))
+    assert stats.label_tokens > 0 and stats.loss > 0
+    unchanged = [n for n, p in tiny_model.named_parameters()
+                 if p.requires_grad and torch.equal(p.detach(), before[n])]
+    assert unchanged == []
+
+
+def test_twenty_steps_on_a_repeated_batch_lower_the_loss(tiny_model):
+    backend = backend_for(tiny_model, micro_batch=4, global_batch=4, lr=5e-3)
+    plan = StepPlan.create(backend.settings, 4, 1)
+    batches = collate_micro_batches(make_rows(4), plan, 0, packing=False)
+    losses = [train_step(backend, batches).loss for _ in range(20)]
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 17, losses
+
+
+def _run(model, rows, micro_batch, global_batch, packing=False, steps=2):
+    backend = backend_for(model, micro_batch=micro_batch, global_batch=global_batch)
+    plan = StepPlan.create(backend.settings, len(rows), 1)
+    out = []
+    for _, _, step_rows in list(iter_steps(rows, plan))[:steps]:
+        out.append(train_step(backend, collate_micro_batches(step_rows, plan, 0, packing)))
+    return out, backend.module
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_batch_2_accum_1_equals_batch_1_accum_2(tiny_model, packing):
+    # Unequal lengths and answer sizes: a per-micro-batch mean would weight tokens differently.
+    rows = make_rows(4, seed=3, lo=5, hi=30)
+    a_stats, a_model = _run(copy.deepcopy(tiny_model), rows, 2, 2, packing)
+    b_stats, b_model = _run(copy.deepcopy(tiny_model), rows, 1, 2, packing)
+    for a, b in zip(a_stats, b_stats):
+        assert a.label_tokens == b.label_tokens
+        assert a.loss == pytest.approx(b.loss, rel=1e-5)
+        assert a.grad_norm == pytest.approx(b.grad_norm, rel=1e-4)
+    for (name, pa), pb in zip(a_model.named_parameters(), b_model.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_loss_is_the_mean_over_labelled_tokens_of_the_global_batch(tiny_model):
+    rows = make_rows(3, seed=5)
+    batch = collate_padded(rows, pad_id=0)
+    loss_sum, n = compute_loss(tiny_model, batch)
+    labels = batch["labels"]
+    logits = tiny_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    ref = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                            labels[:, 1:].reshape(-1), ignore_index=IGNORE,
+                                            reduction="sum")
+    assert n == int((labels[:, 1:] != IGNORE).sum())
+    torch.testing.assert_close(loss_sum, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_packed_loss_equals_padded_loss(tiny_model):
+    rows = make_rows(3, seed=7)
+    plan = StepPlan(len(rows), 1, 3, 3, 1)
+    padded = collate_micro_batches(rows, plan, 0, packing=False)[0]
+    packed = collate_micro_batches(rows, plan, 0, packing=True)[0]
+    (ls_pad, n_pad), (ls_pack, n_pack) = compute_loss(tiny_model, padded), \
+        compute_loss(tiny_model, packed)
+    assert n_pad == n_pack
+    torch.testing.assert_close(ls_pad, ls_pack, rtol=1e-4, atol=1e-3)
+    assert int(packed["real_tokens"]) == int(padded["real_tokens"]) == packed["input_ids"].numel()
+
+
+def test_step_plan_covers_every_position_once_per_epoch_on_every_worker_count():
+    settings = TrainSettings(epochs=2, global_batch=4, micro_batch=1)
+    for world in (1, 2, 4):
+        plan = StepPlan.create(settings, 10, world)
+        assert plan.steps_per_epoch == 3 and plan.total_steps == 6
+        seen = []
+        for rank in range(world):
+            rows = [{"epoch": e, "position": p} for e in range(2) for p in range(10)
+                    if p % world == rank]
+            steps = list(iter_steps(rows, plan))
+            assert len(steps) == plan.total_steps  # every rank joins every step
+            for epoch, step, mine in steps:
+                assert all(step * 4 <= r["position"] < step * 4 + 4 for r in mine)
+                seen += [(r["epoch"], r["position"]) for r in mine]
+        assert sorted(seen) == [(e, p) for e in range(2) for p in range(10)]
+
+
+def test_iter_steps_resumes_at_a_position_and_rejects_disorder():
+    plan = StepPlan(10, 2, 4, 2, 2)
+    rows = [{"epoch": e, "position": p} for e in range(2) for p in range(10)]
+    resumed = list(iter_steps([r for r in rows if (r["epoch"], r["position"]) >= (0, 8)], plan,
+                              start=(0, 8)))
+    assert [(e, s) for e, s, _ in resumed] == [(0, 2), (1, 0), (1, 1), (1, 2)]
+    with pytest.raises(ValueError, match="order"):
+        list(iter_steps([rows[1], rows[0]] + rows[2:], plan))
+    with pytest.raises(ValueError, match="outside the plan"):
+        list(iter_steps(rows + [{"epoch": 2, "position": 0}], plan))
+
+
+def test_short_last_step_gets_dummy_micro_batches_without_labels():
+    plan = StepPlan(5, 1, 4, 1, 4)
+    batches = collate_micro_batches(make_rows(1), plan, 0, packing=False)
+    assert len(batches) == 4
+    assert all(int(b["real_tokens"]) == 0 and (b["labels"] == IGNORE).all() for b in batches[1:])

@@ -1,0 +1,91 @@
+"""TrainSettings: the paper's defaults, the batch arithmetic, the round trip through plain dicts,
+the fingerprint, and the schedule (3% linear warmup then cosine decay to 0)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trainers.backends import deepspeed_config, make_scheduler, warmup_steps
+from trainers.metrics import device_peak_flops
+from trainers.settings import SettingsError, TrainSettings
+
+
+def test_paper_defaults():
+    s = TrainSettings()
+    assert (s.epochs, s.lr, s.warmup_ratio, s.global_batch, s.max_len) == (3, 2e-5, 0.03, 16, 2048)
+    assert (s.optimizer, s.lr_schedule, s.weight_decay, s.overlong) == ("adamw", "cosine", 0.0,
+                                                                         "truncate")
+    assert s.resolved_precision(use_gpu=True) == "bf16"
+    assert s.resolved_precision(use_gpu=False) == "fp32"
+    assert TrainSettings(precision="bf16").resolved_precision(use_gpu=False) == "bf16"
+    assert s.resolved_backend(use_gpu=True) == "deepspeed" and s.zero_stage == 3
+
+
+def test_global_batch_must_split_into_micro_batches_workers_and_accumulation():
+    assert TrainSettings(micro_batch=2).grad_accum(workers=8) == 1
+    assert TrainSettings(micro_batch=2).grad_accum(workers=2) == 4
+    with pytest.raises(SettingsError, match="global_batch=16 is not a multiple of micro_batch=3"):
+        TrainSettings(micro_batch=3).grad_accum(workers=2)
+
+
+def test_bad_values_name_the_field():
+    with pytest.raises(SettingsError, match="TrainSettings.precision='fp16'"):
+        TrainSettings(precision="fp16")
+    with pytest.raises(SettingsError, match="zero_stage"):
+        TrainSettings(zero_stage=1)
+    with pytest.raises(SettingsError, match="unknown fields"):
+        TrainSettings.from_dict({"learning_rate": 1})
+
+
+def test_round_trip_through_json():
+    s = TrainSettings(lr=1e-4, packing=True, adam_betas=(0.9, 0.95), checkpoint_every_steps=5)
+    assert TrainSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+def test_fingerprint_keeps_what_changes_weights_only():
+    base = TrainSettings()
+    assert base.fingerprint_dict() == TrainSettings(checkpoint_every_steps=7,
+                                                    max_failures=3).fingerprint_dict()
+    assert base.fingerprint_dict() != TrainSettings(lr=1e-5).fingerprint_dict()
+    assert base.fingerprint_dict() != TrainSettings(seed=1).fingerprint_dict()
+    assert "checkpoint_every_steps" not in base.fingerprint_dict()
+
+
+def test_schedule_warms_up_linearly_then_decays_to_zero():
+    s = TrainSettings(lr=1.0)
+    total = 100
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=s.lr)
+    sched = make_scheduler(opt, s, total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    warm = warmup_steps(s, total)
+    assert warm == 3
+    assert lrs[0] == 0.0 and lrs[warm] == pytest.approx(1.0)
+    assert lrs[1] == pytest.approx(1 / 3)
+    assert all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1:]))
+    assert lrs[-1] < 0.01
+
+
+def test_deepspeed_config_follows_the_settings():
+    cfg = deepspeed_config(TrainSettings(offload=True), grad_accum=4, precision="bf16")
+    assert cfg["bf16"]["enabled"] and cfg["gradient_accumulation_steps"] == 4
+    assert cfg["train_micro_batch_size_per_gpu"] == 2 and cfg["gradient_clipping"] == 1.0
+    zero = cfg["zero_optimization"]
+    assert zero["stage"] == 3 and zero["overlap_comm"] and zero["contiguous_gradients"]
+    assert zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"
+    cfg2 = deepspeed_config(TrainSettings(zero_stage=2), grad_accum=1, precision="fp32")
+    assert not cfg2["bf16"]["enabled"] and "offload_param" not in cfg2["zero_optimization"]
+
+
+def test_peak_flops_table_picks_the_most_specific_name():
+    assert device_peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+    assert device_peak_flops("NVIDIA H100 PCIe") == 756e12
+    assert device_peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert device_peak_flops("NVIDIA H200") == 989e12
+    assert device_peak_flops("Some CPU") is None

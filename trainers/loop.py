@@ -1,0 +1,375 @@
+"""The Ray Train worker function and the step logic it is made of (one loop for every backend).
+
+`compute_loss` and `train_step` are plain functions (tests call them in-process without Ray).
+`train_loop_per_worker(config)` is what `TorchTrainer` runs: rebuild the job from plain data,
+shard rows by `position % world_size == rank`, train, checkpoint, save the final HF model.
+Run it through `trainers.fit.fit_stage`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from trainers.backends import all_reduce, build_backend
+from trainers.metrics import MFU_ON_CPU, StepMeter, mfu
+from trainers.pipeline import iter_worker_rows
+from trainers.settings import TrainSettings
+
+IGNORE = -100
+
+
+def compute_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
+    """Sum of next-token losses over labelled (assistant) tokens, and how many there were.
+
+    Logits are computed only where a label follows (boolean `logits_to_keep`), which skips the
+    vocabulary projection for prompt and pad tokens. In packed rows a target whose position id
+    is 0 starts a new sample, so it is never predicted from the previous sample's last token.
+    """
+    labels = batch["labels"]
+    targets = labels[:, 1:]
+    if "position_ids" in batch:
+        targets = targets.masked_fill(batch["position_ids"][:, 1:] == 0, IGNORE)
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = targets != IGNORE
+    n_tokens = int(keep.sum())
+    if n_tokens == 0:
+        keep[0, 0] = True  # keeps the graph whole (DDP/ZeRO need every rank to backward)
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask",
+                                                      "position_ids")}
+    call = model if isinstance(model, torch.nn.Module) else model.forward  # a backend
+    logits = call(**inputs, logits_to_keep=keep, use_cache=False).logits
+    flat_targets = torch.nn.functional.pad(targets, (0, 1), value=IGNORE)[keep]
+    loss_sum = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), flat_targets,
+                               ignore_index=IGNORE, reduction="sum")
+    return loss_sum, n_tokens
+
+
+@dataclass
+class StepStats:
+    loss: float  # mean over the global batch's labelled tokens
+    label_tokens: int  # global
+    real_tokens: int  # global non-pad input tokens
+    padded_tokens: int  # global positions computed (real + pad)
+    grad_norm: float
+    lr: float
+
+
+def train_step(backend, micro_batches: list[dict]) -> StepStats:
+    """One optimizer step over this worker's micro-batches of the global batch.
+
+    The loss is the sum of token losses over the whole global batch divided by its number of
+    labelled tokens (all-reduced over workers first), as FastChat/HF average it, so batch 2 x
+    accumulation 1 equals batch 1 x accumulation 2. Backends average gradients over workers,
+    hence the factor world_size.
+    """
+    local = [float(_label_count(mb)) for mb in micro_batches]
+    (global_labels,) = all_reduce([sum(local)], backend.device)
+    scale = backend.world_size / max(global_labels, 1.0)
+    lr = backend.lr()  # the rate this step uses, before the scheduler advances
+    loss_total = 0.0
+    for i, mb in enumerate(micro_batches):
+        mb = {k: v.to(backend.device) for k, v in mb.items()}
+        with backend.accumulating(last=i == len(micro_batches) - 1):
+            loss_sum, _ = compute_loss(backend, mb)
+            backend.backward(loss_sum * scale)
+        loss_total += float(loss_sum.detach())
+    grad_norm = backend.step()
+    real = sum(int(mb["real_tokens"]) for mb in micro_batches)
+    padded = sum(int(mb["input_ids"].numel()) for mb in micro_batches)
+    loss_sum_g, real_g, padded_g = all_reduce([loss_total, real, padded], backend.device)
+    return StepStats(loss=loss_sum_g / max(global_labels, 1.0), label_tokens=int(global_labels),
+                     real_tokens=int(real_g), padded_tokens=int(padded_g),
+                     grad_norm=grad_norm, lr=lr)
+
+
+def _label_count(mb: dict) -> int:
+    targets = mb["labels"][:, 1:]
+    if "position_ids" in mb:
+        targets = targets.masked_fill(mb["position_ids"][:, 1:] == 0, IGNORE)
+    return int((targets != IGNORE).sum())
+
+
+# ---- steps over this worker's rows ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How an epoch's positions map to optimizer steps: step s of an epoch takes positions
+    [s x global_batch, (s+1) x global_batch) over all workers, whatever the worker count."""
+
+    rows_per_epoch: int
+    epochs: int
+    global_batch: int
+    micro_batch: int
+    grad_accum: int
+
+    @classmethod
+    def create(cls, settings: TrainSettings, rows_per_epoch: int, workers: int) -> StepPlan:
+        if rows_per_epoch < 1:
+            raise ValueError(f"rows_per_epoch={rows_per_epoch}: a stage needs at least one row")
+        return cls(rows_per_epoch, settings.epochs, settings.global_batch, settings.micro_batch,
+                   settings.grad_accum(workers))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.rows_per_epoch // self.global_batch)  # the last batch may be partial
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def advance(self, epoch: int, step_in_epoch: int) -> tuple[int, int]:
+        """(epoch, next position) after a step."""
+        nxt = (step_in_epoch + 1) * self.global_batch
+        return (epoch + 1, 0) if nxt >= self.rows_per_epoch else (epoch, nxt)
+
+
+def iter_steps(rows, plan: StepPlan, start: tuple[int, int] = (0, 0)):
+    """(epoch, step in epoch, this worker's rows of that step) for every remaining step.
+
+    Every worker yields every step, even one where it holds no rows (the last, partial batch),
+    because all of them must join each step's collectives. `rows` is this worker's rows in
+    (epoch, position) order, already past `start`.
+    """
+    rows = iter(rows)
+    pending = next(rows, None)
+    epoch, position = start
+    last = (epoch, position - 1)
+    while epoch < plan.epochs:
+        step = position // plan.global_batch
+        end = min((step + 1) * plan.global_batch, plan.rows_per_epoch)
+        mine = []
+        while pending is not None and (pending["epoch"], pending["position"]) < (epoch, end):
+            key = (pending["epoch"], pending["position"])
+            if key <= last:
+                raise ValueError(f"dataset row {key} arrived after {last}: rows must come in "
+                                 "(epoch, position) order (preserve_order=True)")
+            last = key
+            mine.append(pending)
+            pending = next(rows, None)
+        yield epoch, step, mine
+        epoch, position = plan.advance(epoch, step)
+    if pending is not None:
+        raise ValueError(f"dataset row (epoch {pending['epoch']}, position {pending['position']}) "
+                         f"lies outside the plan: {plan.epochs} epochs of "
+                         f"{plan.rows_per_epoch} rows")
+
+
+def collate_micro_batches(rows: list[dict], plan: StepPlan, pad_id: int,
+                          packing: bool) -> list[dict]:
+    """Exactly grad_accum micro-batches of up to micro_batch rows; an empty one is a dummy
+    with no labels (0 loss) so that every worker runs the same number of backward passes."""
+    out = []
+    for i in range(plan.grad_accum):
+        group = rows[i * plan.micro_batch:(i + 1) * plan.micro_batch]
+        if not group:
+            group = [{"input_ids": [pad_id, pad_id], "labels": [IGNORE, IGNORE], "dummy": True}]
+        out.append(collate_packed(group) if packing else collate_padded(group, pad_id))
+    return out
+
+
+def collate_padded(rows: list[dict], pad_id: int) -> dict:
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    real = 0
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n] = torch.as_tensor(r["input_ids"])
+        labels[i, :n] = torch.as_tensor(r["labels"])
+        mask[i, :n] = 1
+        real += 0 if r.get("dummy") else n
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels,
+            "real_tokens": torch.tensor(real)}
+
+
+def collate_packed(rows: list[dict]) -> dict:
+    ids = torch.cat([torch.as_tensor(r["input_ids"], dtype=torch.long) for r in rows])
+    labels = torch.cat([torch.as_tensor(r["labels"], dtype=torch.long) for r in rows])
+    pos = torch.cat([torch.arange(len(r["input_ids"])) for r in rows])
+    real = sum(0 if r.get("dummy") else len(r["input_ids"]) for r in rows)
+    return {"input_ids": ids[None], "labels": labels[None], "position_ids": pos[None],
+            "real_tokens": torch.tensor(real)}
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What one stage's workers need, rebuilt from the plain dict Ray carries."""
+
+    model: str  # preset name, HF id or the parent stage's checkpoint dir
+    tokenizer: str
+    settings: TrainSettings
+    rows_per_epoch: int
+    use_gpu: bool = False
+    model_params: int = 0  # for MFU; 0: counted from the model
+    fault: dict | None = None  # test-only: {"rank", "after_step", "marker"} kills a worker once
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "tokenizer": self.tokenizer,
+                "settings": self.settings.to_dict(), "rows_per_epoch": self.rows_per_epoch,
+                "use_gpu": self.use_gpu, "model_params": self.model_params, "fault": self.fault}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> WorkerJob:
+        return cls(**{**data, "settings": TrainSettings.from_dict(data["settings"])})
+
+
+@dataclass
+class TrainState:
+    """Progress that a mid-stage checkpoint carries: where in the data and the curves so far."""
+
+    step: int = 0
+    epoch: int = 0
+    next_position: int = 0  # first position of `epoch` not yet consumed
+    tokens_seen: int = 0
+    label_tokens_seen: int = 0
+    train_s: float = 0.0
+    loss_curve: list = field(default_factory=list)
+    done: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__, last_consumed=[self.epoch, self.next_position - 1])
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainState:
+        return cls(**{k: v for k, v in data.items() if k != "last_consumed"})
+
+
+def train_loop_per_worker(config: dict) -> None:
+    job = WorkerJob.from_dict(config)
+    import ray.train
+
+    from trainers.model import build_model, load_tokenizer
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    settings = job.settings
+    torch.manual_seed(settings.seed + rank)
+    plan = StepPlan.create(settings, job.rows_per_epoch, world)
+    tokenizer = load_tokenizer(job.tokenizer)
+    model = build_model(job.model, seed=settings.seed)
+    params = job.model_params or sum(p.numel() for p in model.parameters())
+    device = ray.train.torch.get_device() if job.use_gpu else torch.device("cpu")
+    backend = build_backend(model, settings, total_steps=plan.total_steps,
+                            grad_accum=plan.grad_accum, use_gpu=job.use_gpu, device=device)
+    state = _restore(backend)
+    if state.done:  # a re-run of a finished stage: hand back its final checkpoint
+        _report_final_again(state, rank)
+        return
+    shard = ray.train.get_dataset_shard("train")
+    meter = StepMeter()
+    mine = iter_worker_rows(shard, rank, world,
+                            start_after=(state.epoch, state.next_position - 1))
+    start = (state.epoch, state.next_position)
+    for epoch, step_in_epoch, rows in iter_steps(mine, plan, start=start):
+        batches = collate_micro_batches(rows, plan, tokenizer.pad_token_id, settings.packing)
+        meter.start()
+        stats = train_step(backend, batches)
+        seconds = meter.stop()
+        state.step += 1
+        state.epoch, state.next_position = plan.advance(epoch, step_in_epoch)
+        state.tokens_seen += stats.real_tokens
+        state.label_tokens_seen += stats.label_tokens
+        state.train_s += seconds
+        state.loss_curve.append(round(stats.loss, 6))
+        _maybe_fail(job.fault, rank, state.step)
+        metrics = _step_metrics(stats, state, epoch, seconds, params, world, job.use_gpu, device)
+        if settings.checkpoint_every_steps and state.step % settings.checkpoint_every_steps == 0 \
+                and state.step < plan.total_steps:
+            _report_checkpoint(backend, state, metrics, rank)
+        else:
+            ray.train.report(metrics)
+    _report_final(backend, state, tokenizer, plan, rank)
+
+
+def _step_metrics(stats: StepStats, state: TrainState, epoch: int, seconds: float, params: int,
+                  world: int, use_gpu: bool, device) -> dict:
+    tokens_per_s = stats.real_tokens / seconds if seconds > 0 else 0.0
+    pad = 1 - stats.real_tokens / stats.padded_tokens if stats.padded_tokens else 0.0
+    metrics = {"loss": stats.loss, "lr": stats.lr, "grad_norm": stats.grad_norm,
+               "tokens_per_s": tokens_per_s, "padding_fraction": pad, "epoch": epoch,
+               "step": state.step, "tokens_seen": state.tokens_seen,
+               "label_tokens": stats.label_tokens}
+    if use_gpu:
+        metrics["mfu"] = mfu(params, tokens_per_s, world, device)
+    else:
+        metrics["mfu"] = MFU_ON_CPU
+    return metrics
+
+
+def _maybe_fail(fault: dict | None, rank: int, step: int) -> None:
+    """Test-only fault injection: the chosen rank dies once (a marker file remembers)."""
+    if not fault or rank != fault["rank"] or step != fault["after_step"]:
+        return
+    marker = Path(fault["marker"])
+    if marker.exists():
+        return
+    marker.write_text(f"killed rank {rank} after step {step}\n")
+    os._exit(1)
+
+
+def _restore(backend) -> TrainState:
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return TrainState()
+    with checkpoint.as_directory() as directory:
+        directory = Path(directory)
+        state = TrainState.from_dict(json.loads((directory / "train_state.json").read_text()))
+        if not state.done:
+            backend.load_checkpoint(directory)
+    return state
+
+
+def _report_checkpoint(backend, state: TrainState, metrics: dict, rank: int) -> None:
+    """Every rank writes its part (DeepSpeed shards, RNG); Ray merges them into one folder."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory(prefix=f"ckpt-r{rank}-") as tmp:
+        directory = Path(tmp)
+        backend.save_checkpoint(directory)
+        if rank == 0:
+            (directory / "train_state.json").write_text(json.dumps(state.to_dict()))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                         checkpoint_dir_name=f"step_{state.step:07d}")
+
+
+def summary(state: TrainState) -> dict:
+    return {"steps": state.step, "tokens_seen": state.tokens_seen,
+            "label_tokens_seen": state.label_tokens_seen, "train_s": round(state.train_s, 3),
+            "tokens_per_s": state.tokens_seen / state.train_s if state.train_s else 0.0,
+            "final_loss": state.loss_curve[-1] if state.loss_curve else None,
+            "loss_curve": state.loss_curve}
+
+
+def _report_final(backend, state: TrainState, tokenizer, plan: StepPlan, rank: int) -> None:
+    """Rank 0 writes the HF model (safetensors, config, tokenizer) and the run summary."""
+    import ray.train
+
+    state.done = True
+    with tempfile.TemporaryDirectory(prefix=f"final-r{rank}-") as tmp:
+        directory = Path(tmp)
+        backend.save_hf(directory, tokenizer)  # a collective under ZeRO-3
+        metrics = {**summary(state), "total_steps": plan.total_steps, "final": True}
+        if rank == 0:
+            (directory / "train_state.json").write_text(json.dumps(state.to_dict()))
+            (directory / "train_summary.json").write_text(json.dumps(metrics, indent=1))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name="final")
+        else:
+            ray.train.report(metrics)
+
+
+def _report_final_again(state: TrainState, rank: int) -> None:
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint() if rank == 0 else None
+    ray.train.report({**summary(state), "final": True}, checkpoint=checkpoint)

@@ -1,0 +1,116 @@
+"""Training settings: one frozen dataclass with the paper's defaults (Dong et al., App. C).
+
+FastChat/Vicuna recipe: 3 epochs, AdamW, peak lr 2e-5, 3% linear warmup then cosine decay,
+global batch 16 samples, max length 2048, bf16 on GPUs. Settings travel to Ray workers as plain
+dicts (`to_dict`/`from_dict`); `fingerprint_dict` is the part that changes the trained weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+PRECISIONS = ("auto", "fp32", "bf16")
+BACKENDS = ("auto", "ddp", "deepspeed")
+OVERLONG = ("truncate", "drop")
+
+# Fields that only change how a run is executed or survives failures, never the weights it ends
+# with: left out of the fingerprint so a stage trained with other values is still reused.
+NOT_IN_FINGERPRINT = frozenset({"checkpoint_every_steps", "max_failures", "offload"})
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work, with the field and the reason in the message."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 3
+    optimizer: str = "adamw"
+    lr: float = 2e-5
+    warmup_ratio: float = 0.03
+    lr_schedule: str = "cosine"  # linear warmup, then cosine decay to 0 (HF/FastChat)
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    global_batch: int = 16  # samples per optimizer step = micro_batch x grad_accum x workers
+    micro_batch: int = 2  # samples per forward pass per worker (FastChat: 2 per GPU x 8 GPUs)
+    max_len: int = 2048
+    overlong: str = "truncate"
+    # "auto": bf16 on GPUs, fp32 on CPUs. CPU bf16 is pure bf16 (fastest there, less exact).
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    packing: bool = False  # pack each micro-batch into one row: same samples, no padding
+    seed: int = 0
+    backend: str = "auto"  # "auto": DeepSpeed on GPUs, DDP on CPUs
+    zero_stage: int = 3
+    offload: bool = False  # DeepSpeed: optimizer state (and ZeRO-3 params) in CPU memory
+    checkpoint_every_steps: int = 0  # 0: no mid-stage checkpoints
+    max_failures: int = 0
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        checks = [
+            ("epochs", self.epochs >= 1, "must be >= 1"),
+            ("optimizer", self.optimizer == "adamw", "only 'adamw' is implemented"),
+            ("lr", self.lr > 0, "must be > 0"),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "must be in [0, 1)"),
+            ("lr_schedule", self.lr_schedule in ("cosine", "linear", "constant"),
+             "must be cosine, linear or constant"),
+            ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
+            ("global_batch", self.global_batch >= 1, "must be >= 1"),
+            ("micro_batch", self.micro_batch >= 1, "must be >= 1"),
+            ("max_len", self.max_len >= 8, "must be >= 8"),
+            ("overlong", self.overlong in OVERLONG, f"must be one of {OVERLONG}"),
+            ("precision", self.precision in PRECISIONS, f"must be one of {PRECISIONS}"),
+            ("backend", self.backend in BACKENDS, f"must be one of {BACKENDS}"),
+            ("zero_stage", self.zero_stage in (2, 3), "must be 2 or 3"),
+            ("checkpoint_every_steps", self.checkpoint_every_steps >= 0, "must be >= 0"),
+            ("max_failures", self.max_failures >= -1, "must be >= -1 (-1: retry forever)"),
+        ]
+        for name, ok, reason in checks:
+            if not ok:
+                raise SettingsError(f"TrainSettings.{name}={getattr(self, name)!r}: {reason}")
+
+    def grad_accum(self, workers: int) -> int:
+        """Micro-batches per worker per optimizer step; the global batch must split exactly."""
+        per_step = self.micro_batch * workers
+        if workers < 1 or self.global_batch % per_step:
+            raise SettingsError(
+                f"global_batch={self.global_batch} is not a multiple of micro_batch="
+                f"{self.micro_batch} x workers={workers} = {per_step}; choose micro_batch and "
+                "workers so that micro_batch x grad_accum x workers == global_batch"
+            )
+        return self.global_batch // per_step
+
+    def resolved_precision(self, use_gpu: bool) -> str:
+        if self.precision == "auto":
+            return "bf16" if use_gpu else "fp32"
+        return self.precision
+
+    def resolved_backend(self, use_gpu: bool) -> str:
+        if self.backend == "auto":
+            return "deepspeed" if use_gpu else "ddp"
+        return self.backend
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["adam_betas"] = list(self.adam_betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SettingsError(f"TrainSettings: unknown fields {unknown}")
+        data = dict(data)
+        if "adam_betas" in data:
+            data["adam_betas"] = tuple(float(b) for b in data["adam_betas"])
+        return cls(**data)
+
+    def fingerprint_dict(self) -> dict:
+        """The fields that change the trained weights (for stage identity)."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_IN_FINGERPRINT}
