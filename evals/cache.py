@@ -86,7 +86,11 @@ def data_identity(location: str | os.PathLike | None) -> str:
         st = path.stat()
         return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
     if path.is_dir():
-        return f"{path.resolve()}:{_stat_fingerprint(path)}"
+        h = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            st = file.stat()
+            h.update(f"{file.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+        return f"{path.resolve()}:{h.hexdigest()[:16]}"
     return str(location)
 
 

