@@ -215,7 +215,7 @@ def train_stage(planned: PlannedStage, parent: StageResult | None, sources_fp: d
         storage_path=ex.storage.uri_of("ray"), name=planned.stage_id,
         max_failures=ex.max_failures))
     rel = stage_rel(planned.stage_id)
-    copy_checkpoint(outcome.checkpoint_dir, ex.storage, rel)
+    copy_checkpoint(outcome.path, ex.storage, rel)
     manifest = build_manifest(planned, start_from, sources_fp, report, outcome, ex)
     manifest["stage_wall_s"] = round(time.time() - start, 3)
     ex.storage.write_json(f"{rel}/{MANIFEST}", manifest)
@@ -258,8 +258,7 @@ def build_manifest(planned: PlannedStage, start_from: str, sources_fp: dict, rep
         "settings_fingerprint": fingerprint_settings(planned.settings),
         "sources": {s: sources_fp.get(s) for s, _ in planned.recipe},
         "code_version": CODE_VERSION,
-        "selected": _pick(data, "selected", "selected_counts", "counts"),
-        "rejected": _pick(data, "rejected", "rejects", "rejected_counts"),
+        **data_counts(data),
         "data_report": data,
         "tokens_seen": outcome.tokens_seen,
         "loss_curve": outcome.loss_curve,
@@ -273,12 +272,20 @@ def build_manifest(planned: PlannedStage, start_from: str, sources_fp: dict, rep
     })
 
 
-def _pick(data: Any, *keys: str) -> Any:
-    if isinstance(data, Mapping):
-        for key in keys:
-            if key in data:
-                return data[key]
-    return None
+def data_counts(report: Any) -> dict:
+    """Per source: records selected and used, and rejects by reason (at reading: invalid
+    records; at formatting: e.g. over-long drops), from a pipeline.DataReport as a dict."""
+    sources = report.get("sources") if isinstance(report, Mapping) else None
+    if not sources:
+        return {"selected": None, "used": None, "rejected": None}
+    selected, used, rejected = {}, {}, {}
+    for s in sources:
+        selected[s["name"]] = s.get("selected")
+        used[s["name"]] = s.get("used")
+        read = s.get("rejects") or {}
+        rejected[s["name"]] = {"reading": read.get("counts", read),
+                               "formatting": s.get("format_rejects") or {}}
+    return {"selected": selected, "used": used, "rejected": rejected}
 
 
 def to_plain(obj: Any) -> Any:
