@@ -54,7 +54,8 @@ class _Bad(Exception):
 # ---- rows: (line number, parsed object or a JSON error) from any location ----------------------
 
 def _is_remote(location: str) -> bool:
-    return "://" in location and not location.startswith("file://")
+    """A URI (s3://, gs://, file://, ...): opened through pyarrow.fs, like Ray Data does."""
+    return "://" in location
 
 
 def _open_bytes(location: str) -> bytes:
@@ -65,7 +66,7 @@ def _open_bytes(location: str) -> bytes:
         with filesystem.open_input_stream(path) as stream:
             data = stream.read()
     else:
-        data = Path(location.removeprefix("file://")).read_bytes()
+        data = Path(location).read_bytes()
     return gzip.decompress(data) if location.endswith(".gz") else data
 
 
@@ -115,8 +116,7 @@ def _hf_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
 def iter_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
     """(line or row number, object) for every row; JSON errors come as `_Bad` objects."""
     loc = spec.location
-    local = Path(loc.removeprefix("file://"))
-    if not _is_remote(loc) and not local.exists():
+    if not _is_remote(loc) and not Path(loc).exists():
         if loc.startswith((".", "/")) or loc.endswith((".json", ".jsonl", ".parquet", ".gz")):
             raise RecordError(loc, None, "no such file")
         yield from _hf_rows(spec)  # not a path: a Hugging Face dataset id
@@ -279,33 +279,25 @@ def read_records(
 
 
 def _exclude_tagged(records: list[dict], spec: SourceSpec, rejects: Rejects) -> list[dict]:
-    """Remove samples tagged with any of `spec.exclude_tags`; count them as `tag:<name>`."""
+    """Remove samples the keyword tagger tags with any of `spec.exclude_tags`. Each removed
+    sample is counted once, as `tag:code`, `tag:math` or `tag:code+math`."""
     from trainers.tagging import KeywordTagger, filter_general_nocm
 
-    if set(spec.exclude_tags) != {"code", "math"}:
-        raise ValueError(
-            f"source {spec.name!r}: exclude_tags={spec.exclude_tags}; only ('code', 'math') "
-            "(the general_nocm ablation) is supported by filter_general_nocm"
-        )
-    kept, report = filter_general_nocm(records, KeywordTagger())
-    removed = _removed_by_tag(report)
-    for tag, n in sorted(removed.items()):
-        if n:
-            rejects.add(f"tag:{tag}", "", n)
-    lost = len(records) - len(kept) - sum(removed.values())
-    if lost:
-        rejects.add("tag:other", "", lost)  # a sample tagged twice is counted once, here
+    tagger = _RememberingTagger(KeywordTagger())
+    kept, _ = filter_general_nocm(records, tagger, exclude=spec.exclude_tags)
+    for record, tags in zip(records, tagger.tag_sets):
+        hit = [t for t in spec.exclude_tags if t in tags]
+        if hit:
+            rejects.add("tag:" + "+".join(hit), f"{spec.location}#{record['id']}")
     return kept
 
 
-def _removed_by_tag(report) -> dict[str, int]:
-    """The tagger's report as {tag: removed}: a mapping, or an object with such a field."""
-    if isinstance(report, dict):
-        return {k: int(v) for k, v in report.get("removed_by_tag", report).items()
-                if isinstance(v, int)}
-    for attr in ("removed_by_tag", "removed", "counts"):
-        if isinstance(getattr(report, attr, None), dict):
-            return {k: int(v) for k, v in getattr(report, attr).items()}
-    if hasattr(report, "to_dict"):
-        return _removed_by_tag(report.to_dict())
-    raise TypeError(f"cannot read removed counts from tagger report {type(report).__name__}")
+class _RememberingTagger:
+    """Keeps the tag sets it hands out, so each removal is counted under its own tags."""
+
+    def __init__(self, tagger):
+        self.tagger, self.tag_sets = tagger, []
+
+    def tags(self, records: list[dict]) -> list[set[str]]:
+        self.tag_sets = self.tagger.tags(records)
+        return self.tag_sets
