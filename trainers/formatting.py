@@ -105,7 +105,7 @@ def label_spans(input_ids, offsets, spans, tokenizer) -> list[int]:
     return labels
 
 
-def _as_messages(value) -> list[dict]:
+def as_messages(value) -> list[dict]:
     """A `messages` cell as Ray Data/pandas hand it over (lists or arrays of dicts)."""
     return [{"role": str(m["role"]), "content": str(m["content"])} for m in list(value)]
 
@@ -121,7 +121,7 @@ def tokenize_batch(batch, tokenizer, max_len: int = 2048, overlong: str = "trunc
     ids, labels, n_tokens, truncated, reasons = [], [], [], [], []
     for value in batch["messages"]:
         try:
-            row = tokenize_conversation(_as_messages(value), tokenizer, max_len, overlong)
+            row = tokenize_conversation(as_messages(value), tokenizer, max_len, overlong)
             reason = ""
         except FormatError as err:
             row, reason = {"input_ids": [], "labels": [], "truncated": False}, err.reason
