@@ -55,14 +55,8 @@ class Rejects:
 
     def merge(self, other: Rejects) -> Rejects:
         """Add `other` into self (returns self, so merges chain)."""
-        for reason, n in other.counts.items():
-            self.counts[reason] += n
-            room = MAX_EXAMPLES - len(self.examples.setdefault(reason, []))
-            self.examples[reason].extend(other.examples.get(reason, [])[:room])
-        for what, n in other.repairs.items():
-            self.repairs[what] += n
-            room = MAX_EXAMPLES - len(self.repair_examples.setdefault(what, []))
-            self.repair_examples[what].extend(other.repair_examples.get(what, [])[:room])
+        _merge_into(self.counts, self.examples, other.counts, other.examples)
+        _merge_into(self.repairs, self.repair_examples, other.repairs, other.repair_examples)
         return self
 
     def to_dict(self) -> dict:
@@ -96,6 +90,15 @@ class Rejects:
         return "\n".join(lines)
 
     __str__ = report
+
+
+def _merge_into(counts: Counter, examples: dict, more: Counter, more_examples: dict) -> None:
+    for key, n in more.items():
+        counts[key] += n
+        extra = more_examples.get(key, [])
+        if extra:
+            mine = examples.setdefault(key, [])
+            mine.extend(extra[: MAX_EXAMPLES - len(mine)])
 
 
 def content_id(messages: list[dict]) -> str:
