@@ -62,19 +62,18 @@ class LoadedModel:
 
 
 def _load(model: Any):
+    """What generate() takes, loaded once: a name stays a name where vLLM will serve it (the
+    engine is built once and kept by evals.generation), else the (model, tokenizer) pair."""
+    from evals import generation
+
     if not isinstance(model, str):
-        return model  # already a (model, tokenizer) pair, or anything generate() takes
-    import torch
-
-    from trainers.model import build_model, load_tokenizer
-
+        return model  # already loaded
+    if generation._vllm_usable(model):  # the same test generate() applies
+        return model
     started = time.time()
-    loaded = build_model(model)
-    if torch.cuda.is_available():
-        loaded = loaded.to("cuda", dtype=torch.bfloat16)
-    loaded.eval()
+    pair = generation.load(model)
     print(f"loaded {model} in {time.time() - started:.1f}s")
-    return loaded, load_tokenizer(model)
+    return pair
 
 
 def _gsm8k_runner() -> Runner:
