@@ -167,6 +167,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     result = embed_and_plot(args.model, dict(args.source), args.out, args.n, args.layer, args.seed)
     print(f"queries per source: {result['counts']}; layers: {result['layers']}")
+    if result["rejects"]["total"]:
+        print(f"records left out: {result['rejects']['counts']} "
+              f"(e.g. {result['rejects']['examples']})")
     print(f"wrote {result['parquet']} and {', '.join(result['pngs'])}")
     return result
 
