@@ -55,6 +55,7 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
+    p.add_argument("--ray-temp-dir", help="local Ray only: its temp folder (default Ray's)")
     return p
 
 
@@ -102,7 +103,8 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
         return 0
     from sweep.driver import run_sweep
 
-    summary = run_sweep(runs, preset, address=args.address)
+    summary = run_sweep(runs, preset, address=args.address, ray_temp_dir=args.ray_temp_dir,
+                        grow_report=not args.no_report)
     print(summary.text())
     if not args.no_report:
         from sweep.report import write_report

@@ -14,7 +14,7 @@ from fractions import Fraction
 
 from sweep import strategies as st
 from sweep.strategies import Stage
-from trainers.recipe import Recipe, format_amount, format_recipe, make_recipe
+from trainers.recipe import Recipe, format_amount, format_recipe, make_recipe, parse_recipe
 
 ONE = Fraction(1)
 FRACTIONS = (ONE, Fraction(1, 4), Fraction(1, 16), Fraction(1, 64), Fraction(1, 256))
@@ -134,3 +134,18 @@ def build_grid(question: str, models: Sequence[str], fractions=FRACTIONS, ks=KS)
 def recipe_of(**amounts: Fraction) -> Recipe:
     """Test and report helper: recipe_of(math=1/4, code=1/4) in canonical order."""
     return make_recipe(amounts.items())
+
+
+def run_to_dict(run: Run) -> dict:
+    """Plain data for a Tune config (recipes as canonical text, fractions as "p/q")."""
+    return {"question": run.question, "model": run.model, "strategy": run.strategy,
+            "stages": [format_recipe(s.recipe) for s in run.stages],
+            "k": None if run.k is None else str(run.k),
+            "fraction": None if run.fraction is None else str(run.fraction)}
+
+
+def run_from_dict(data: dict) -> Run:
+    stages = tuple(Stage(parse_recipe(text)) for text in data["stages"])
+    k, f = data.get("k"), data.get("fraction")
+    return _run(data["question"], data["model"], data["strategy"], stages,
+                k=None if k is None else Fraction(k), fraction=None if f is None else Fraction(f))

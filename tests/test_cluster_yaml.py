@@ -1,0 +1,56 @@
+"""cluster.yaml is a valid Ray cluster config (Ray's own schema), says what each key is for,
+and describes the cluster the sweep needs: a CPU head with train_driver, A100 x 8 workers
+that scale from zero, the project installed with its gpu extra."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import ray
+import yaml
+
+CLUSTER = Path(__file__).resolve().parents[1] / "cluster.yaml"
+
+
+def _config() -> dict:
+    return yaml.safe_load(CLUSTER.read_text())
+
+
+def test_validates_against_rays_schema():
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    jsonschema.validate(_config(), schema)
+    broken = {**_config(), "max_workers": "four"}
+    try:
+        jsonschema.validate(broken, schema)
+    except jsonschema.ValidationError:
+        pass
+    else:
+        raise AssertionError("the schema check accepts anything")
+
+
+def test_every_key_has_a_comment():
+    lines = CLUSTER.read_text().splitlines()
+    missing = []
+    for i, line in enumerate(lines):
+        if not re.match(r"^\s*(- )?[\"'~\w.-]+\s*:(\s|$)", line):
+            continue
+        before = next((p for p in reversed(lines[:i]) if p.strip()), "")
+        if "#" not in line and not before.strip().startswith("#"):
+            missing.append(f"cluster.yaml:{i + 1}: {line.strip()}")
+    assert not missing, "keys without a comment:\n" + "\n".join(missing)
+
+
+def test_describes_the_sweeps_cluster():
+    cfg = _config()
+    head = cfg["available_node_types"][cfg["head_node_type"]]
+    assert head["resources"].get("train_driver", 0) >= 1
+    assert "GPU" not in head["resources"] and not head["node_config"]["InstanceType"].startswith("p")
+    gpu = [t for n, t in cfg["available_node_types"].items() if n != cfg["head_node_type"]]
+    assert len(gpu) == 1 and gpu[0]["min_workers"] == 0 and gpu[0]["max_workers"] >= 2
+    assert gpu[0]["node_config"]["InstanceType"] == "p4de.24xlarge"  # 8 x A100 80GB
+    assert cfg["provider"]["type"] == "aws"
+    assert any("[gpu]" in c for c in cfg["setup_commands"])
+    assert "s3://" in CLUSTER.read_text()
