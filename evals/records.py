@@ -1,0 +1,78 @@
+"""Where generation and scoring meet: eval specs and JSONL records, so either side reruns alone.
+
+An `EvalSpec` names an evaluation and everything that decides its numbers (version, decoding,
+stop strings). Generation writes one record per example (`id`, `prompt`, `completion`, plus the
+spec); scoring reads them back. Bad lines raise `RecordError(path, line, reason)`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from trainers.records import RecordError
+
+__all__ = ["EvalSpec", "RecordError", "iter_jsonl", "read_jsonl", "write_jsonl"]
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """One evaluation's identity: change any field and cached results no longer apply."""
+
+    name: str
+    version: str
+    max_new_tokens: int
+    stop: tuple[str, ...]
+    temperature: float = 0.0
+    n_samples: int = 1
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "stop": list(self.stop)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EvalSpec:
+        return cls(**{**data, "stop": tuple(data["stop"])})
+
+
+def _open(path: Path, mode: str):
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a line that is not a JSON object raises."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(str(path), None, "no such file")
+    with _open(path, "r") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordError(str(path), number, f"not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise RecordError(str(path), number, f"expected a JSON object, got "
+                                                     f"{type(obj).__name__}")
+            yield number, obj
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    return [obj for _, obj in iter_jsonl(path)]
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
+    """Write atomically (a temporary file renamed into place), so a reader never sees half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with _open(tmp, "w") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
