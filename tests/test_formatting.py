@@ -172,6 +172,10 @@ def test_bad_messages_are_counted_reasons(tokenizer):
         "no_assistant_tokens": [{"role": "user", "content": "hi"}],
         "bad_messages": [{"role": "tool", "content": "x"}, {"role": "assistant", "content": "y"}],
     }
+    empty_reply = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]
+    with pytest.raises(FormatError) as err:  # fschat renders no end-of-turn for an empty reply
+        tokenize_conversation(empty_reply, tokenizer)
+    assert err.value.reason == "bad_messages"
     for reason, messages in cases.items():
         with pytest.raises(FormatError) as err:
             tokenize_conversation(messages, tokenizer)
@@ -198,18 +202,3 @@ def test_tokenize_batch_numpy_and_pandas_count_rejects(tokenizer):
     frame = tokenize_batch(pd.DataFrame({"id": ["a", "b", "c"], "messages": msgs}), tokenizer)
     assert list(frame["reject_reason"]) == ["", "no_assistant_tokens", ""]
     assert frame["input_ids"][0] == tokenize_conversation(SINGLE, tokenizer)["input_ids"]
-
-
-def test_batch_tokenizer_runs_in_ray_data(ray_local):
-    import ray
-
-    from trainers.formatting import BatchTokenizer
-
-    rows = [{"id": str(i), "messages": m} for i, m in enumerate(_batch_messages())]
-    ds = ray.data.from_items(rows).map_batches(
-        BatchTokenizer, fn_constructor_args=("tiny_llama", 2048, "truncate"),
-        batch_format="numpy", concurrency=1, batch_size=2,
-    )
-    out = sorted(ds.take_all(), key=lambda r: r["id"])
-    assert [r["reject_reason"] for r in out] == ["", "no_assistant_tokens", ""]
-    assert [int(x) for x in out[0]["labels"]][-1] == 2  # reply ends with SmolLM2's EOS

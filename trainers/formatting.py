@@ -115,7 +115,8 @@ def tokenize_batch(batch, tokenizer, max_len: int = 2048, overlong: str = "trunc
 
     Adds `input_ids`, `labels` (int64 arrays), `n_tokens`, `truncated` and `reject_reason` ("" when
     kept; rejected rows get empty ids) and keeps the other columns, so the pipeline counts rejects
-    by reason and then filters them, instead of losing rows silently.
+    by reason and then filters them, instead of losing rows silently. trainers/pipeline.py calls
+    it with a tokenizer cached once per Ray worker process.
     """
     columns = {name: batch[name] for name in batch if name != "messages"}
     ids, labels, n_tokens, truncated, reasons = [], [], [], [], []
@@ -152,19 +153,6 @@ def _object_column(arrays: list[np.ndarray]) -> np.ndarray:
     column = np.empty(len(arrays), dtype=object)
     column[:] = arrays
     return column
-
-
-class BatchTokenizer:
-    """`map_batches` class: loads the tokenizer once per Ray actor, then `tokenize_batch`."""
-
-    def __init__(self, tokenizer_name: str, max_len: int = 2048, overlong: str = "truncate"):
-        from trainers.model import load_tokenizer
-
-        self.tokenizer = load_tokenizer(tokenizer_name)
-        self.max_len, self.overlong = max_len, overlong
-
-    def __call__(self, batch):
-        return tokenize_batch(batch, self.tokenizer, self.max_len, self.overlong)
 
 
 def describe(row: dict, tokenizer) -> str:
