@@ -82,7 +82,14 @@ def _gsm8k_runner() -> Runner:
     spec = gsm8k.GSM8K
 
     def run(model: LoadedModel, out: Path, limit, data) -> dict:
-        problems = gsm8k.load_problems(data, limit=limit)
+        try:
+            problems = gsm8k.load_problems(data, limit=limit)
+        except Exception as e:
+            if data is not None:
+                raise
+            raise RuntimeError(
+                f"GSM8K: could not load {gsm8k.HF_ID} from the Hugging Face Hub ({e}); offline, "
+                "pass a test file with --gsm8k-data PATH (lines of question/answer)") from e
         replies = model.generate([gsm8k.conversation(p) for p in problems],
                                  max_new_tokens=spec.max_new_tokens, stop=spec.stop)
         metrics, records = gsm8k.score(problems, replies)

@@ -87,3 +87,49 @@ def test_mtbench_without_judge_reports_not_judged(tmp_path, mtbench_dir):
 def test_unknown_eval_and_uncacheable_model(tmp_path):
     with pytest.raises(ValueError, match="unknown evals"):
         evaluate("tiny_llama", "gsm8k,mmlu", out_dir=tmp_path)
+
+
+def write_gsm8k(path: Path, n: int = 3) -> Path:
+    rows = [{"question": f"Tom has {i} apples and buys 2 more. How many apples?",
+             "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_real_generation_one_load_then_cached(tmp_path, tiny_model, tokenizer, monkeypatch):
+    from evals import run
+
+    loads = []
+    real_load = run._load
+    monkeypatch.setattr(run, "_load", lambda m: loads.append(m) or real_load(m))
+    kwargs = {"limit": 2, "out_dir": tmp_path / "out", "cache_dir": tmp_path / "cache",
+              "data": {"gsm8k": str(write_gsm8k(tmp_path / "gsm8k.jsonl"))},
+              "model_id": "tiny-seed0", "max_new_tokens": 8}
+    results = evaluate((tiny_model, tokenizer), "gsm8k,humaneval", **kwargs)
+    assert len(loads) == 1  # one load shared by both evals
+    gsm, he = results["gsm8k"], results["humaneval"]
+    assert gsm["metrics"]["questions"] == 2 and gsm["metrics"]["scored"] == 2
+    assert 0.0 <= gsm["metrics"]["accuracy_flexible"] <= 1.0
+    assert he["metrics"]["problems"] == 2 and he["metrics"]["pass@1"] == 0.0  # random weights
+    for result in (gsm, he):
+        lines = Path(result["records"]).read_text().splitlines()
+        assert len(lines) == 2 and "completion" in json.loads(lines[0])
+    again = evaluate((tiny_model, tokenizer), "gsm8k,humaneval", **kwargs)
+    assert len(loads) == 1 and again["gsm8k"]["cached"] and again["humaneval"]["cached"]
+    assert again["gsm8k"]["metrics"] == gsm["metrics"]
+    other = evaluate((tiny_model, tokenizer), "gsm8k", **{**kwargs, "limit": 1})
+    assert not other["gsm8k"]["cached"] and other["gsm8k"]["metrics"]["questions"] == 1
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["gsm8k"]["limit"] == 1
+
+
+def test_command_prints_a_table(tmp_path, capsys):
+    from evals.run import main
+
+    data = write_gsm8k(tmp_path / "gsm8k.jsonl")
+    main(["--model", "tiny_llama", "--evals", "gsm8k", "--limit", "2", "--gsm8k-data",
+          str(data), "--max-new-tokens", "4", "--out", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    assert "accuracy_flexible" in printed and "gsm8k_records.jsonl" in printed
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["gsm8k"]["model"] == \
+        "preset:tiny_llama"
