@@ -180,6 +180,10 @@ def test_bad_messages_are_counted_reasons(tokenizer):
         with pytest.raises(FormatError) as err:
             tokenize_conversation(messages, tokenizer)
         assert err.value.reason == reason
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(FormatError("over_max_len", "9 > 8")))
+    assert (copy.reason, str(copy)) == ("over_max_len", "over_max_len: 9 > 8")
     with pytest.raises(ValueError, match="overlong"):
         tokenize_conversation(SINGLE, tokenizer, overlong="wrap")
 

@@ -57,11 +57,13 @@ def collate_packed(
     sample would otherwise be trained to predict the first token of the next.
 
     Cross-sample attention, as measured with transformers 5.24 on CPU (tests/test_collate.py):
-    - No 2-D attention mask: transformers infers sample boundaries from `position_ids` (where they
-      do not increase by 1) and blocks attention between samples for sdpa, eager and flex, and
-      flash-attention uses its varlen kernel, ONLY when no KV cache is built. Llama's `use_cache`
-      defaults to the config's `True`, and then the whole row attends causally across samples:
-      pass `use_cache=False` when training on packed batches.
+    - No 2-D attention mask, sdpa/eager/flex: transformers infers sample boundaries from
+      `position_ids` (where they do not increase by 1) and blocks attention between samples ONLY
+      when no KV cache is built. Llama's `use_cache` defaults to the config's `True`, and then
+      the whole row attends causally ACROSS samples, silently: pass `use_cache=False` when
+      training on packed batches (tested, CPU sdpa and eager).
+    - flash-attention 2/3 derives varlen `cu_seqlens` from the same `position_ids` whatever
+      `use_cache` is (read in the 5.24 source; not run here: no GPU, no flash-attn).
     - `block_mask=True` adds an explicit additive mask (0 / dtype min, in `mask_dtype`, which
       must match the model's dtype for sdpa) that blocks it for eager and sdpa whatever
       `use_cache` is. It costs T x T memory and flash-attention rejects it: use it only on CPU or

@@ -32,6 +32,9 @@ class FormatError(ValueError):
         self.reason = reason
         self.detail = detail
 
+    def __reduce__(self):  # keep `reason` when the error crosses a Ray process boundary
+        return (FormatError, (self.reason, self.detail))
+
 
 def tokenize_conversation(
     messages: list[dict], tokenizer, max_len: int = 2048, overlong: str = "truncate"
