@@ -73,7 +73,7 @@ def smoke() -> Preset:
     return Preset(
         name="smoke",
         models=("tiny_llama",),
-        corpus_sizes=(("math", 48), ("code", 24), ("general", 24), ("math_test", 8)),
+        corpus_sizes=(("math", 16), ("code", 8), ("general", 8), ("math_test", 4)),
         settings=TrainSettings(epochs=1, lr=1e-3, global_batch=4, micro_batch=4, max_len=128,
                                precision="fp32", backend="ddp"),
         hardware=Hardware(workers=1, use_gpu=False, cpus_per_worker=1.0),
