@@ -190,6 +190,10 @@ def train_outside_trial_group(job_config: dict, progress: Progress) -> list:
 
 
 def _train_task(job_config: dict, events, callback) -> list:
+    import ray.data
+
+    # Ray Data's progress bars would scroll through Tune's table; stage events say enough.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     job = TrialJob.from_config(job_config)
     return train_run(job, Storage(job.preset.storage), events.put, callback)
 
@@ -417,7 +421,7 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage,
             trial_name_creator=name_of, trial_dirname_creator=name_of),
         run_config=tune.RunConfig(
             name=f"sweep-{content_hash(sorted(j.run_id for j in jobs))[:12]}",
-            storage_path=storage.uri_of("tune"), progress_reporter=reporter,
+            storage_path=storage.uri_of("tune"), progress_reporter=reporter, verbose=1,
             callbacks=[report_callback(storage)] if grow_report else None,
             failure_config=tune.FailureConfig(max_failures=0)))
     for result in tuner.fit():

@@ -1,0 +1,145 @@
+"""End to end on a local Ray: `python -m sweep.rq2 --preset smoke` (two fractions, to keep CI
+lean) killed with SIGKILL once its first run has finished, run again to completion, then run a
+third time. Nothing finished is lost or retrained (checked on the stage manifests and result
+files, not on timings), and the results table and the report are written."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep import grid, presets
+from sweep.cli import parse_fractions
+from sweep.plan import build_plan
+from sweep.results import read_results
+
+REPO = Path(__file__).resolve().parents[1]
+FRACTIONS = "1/64,1/256"
+
+
+def _command(storage: Path, ray_dir: str) -> list[str]:
+    return [sys.executable, "-m", "sweep.rq2", "--preset", "smoke", "--fractions", FRACTIONS,
+            "--storage", str(storage), "--ray-temp-dir", ray_dir]
+
+
+def _env() -> dict:
+    return {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+
+
+def _manifests(storage: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in storage.glob("stages/*/manifest.json")}
+
+
+def _results(storage: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in storage.glob("results/*.parquet")}
+
+
+def _kill_after_first_result(cmd: list[str], storage: Path, timeout_s: float) -> None:
+    """Start the sweep in its own process group; SIGKILL the whole group (driver, Ray and its
+    workers) as soon as one run's result file exists."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    try:
+        while time.time() < deadline and proc.poll() is None and not _results(storage):
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _run(cmd: list[str]) -> str:
+    out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900,
+                         check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
+    storage = tmp_path / "runs"
+    ray_dir = tempfile.mkdtemp(prefix="ray-h5-", dir="/tmp")  # short: Ray's socket paths
+    cmd = _command(storage, ray_dir)
+    preset = presets.smoke()
+    fractions = parse_fractions(FRACTIONS)
+    plan = build_plan(grid.build_grid("rq2", preset.models, fractions), preset)
+    try:
+        _kill_after_first_result(cmd, storage, timeout_s=600)
+        survived = _results(storage)
+        assert len(survived) >= 1, "the first run never finished"
+        before = _manifests(storage)
+
+        out = _run(cmd)
+        assert f"{len(survived)} already finished" in out
+        after = _manifests(storage)
+        for sid, mtime in before.items():  # a stage finished before the kill is not retrained
+            assert after[sid] == mtime, sid
+        assert set(after) == {s for p in plan.runs for s in p.stage_ids}
+        results = _results(storage)
+        assert {f"{p.run_id}.parquet" for p in plan.runs} == set(results)
+        for name, mtime in survived.items():  # nor is a finished result redone
+            assert results[name] == mtime
+
+        table = read_results(storage).to_pylist()
+        metrics = {(r["run_id"], r["metric"]) for r in table}
+        for p in plan.runs:
+            for m in ("gsm8k/flexible", "gsm8k/strict", "humaneval/pass@1", "mtbench/mean"):
+                assert (p.run_id, m) in metrics
+        mt = [r for r in table if r["metric"] == "mtbench/mean"]
+        assert all(r["value"] is None and not r["judged"] for r in mt)  # no judge configured
+        report = storage / "report"
+        assert "### Table 1" in (report / "report.md").read_text()
+        assert (report / "fig3_rq2_mixed_vs_single.png").stat().st_size > 0
+
+        out = _run(cmd)  # everything done: no trial starts, nothing is touched
+        assert f"{len(plan.runs)} already finished, 0 finished now" in out
+        assert _manifests(storage) == after and _results(storage) == results
+        summaries = [json.loads(p.read_text()) for p in storage.glob("sweeps/*.json")]
+        assert summaries and summaries[0]["stages_trained"] == 0
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+# ---- fast checks of the driver's pieces (no Ray) ---------------------------------------------
+
+def test_measurements_in_paper_units_and_not_judged_is_null():
+    from sweep.driver import measurements_of
+
+    out = {"gsm8k": {"metrics": {"accuracy_strict": 0.25, "accuracy_flexible": 0.5},
+                     "counts": {"problems": 4}},
+           "humaneval": {"metrics": {"pass@1": 0.125, "problems": 8, "isolation": ["bwrap"]},
+                         "counts": {"problems": 8}},
+           "mtbench": {"judged": False, "metrics": {"score": None}, "counts": {"questions": 2}}}
+    got = {m.metric: (m.value, m.judged, m.n) for m in measurements_of(out)}
+    assert got == {"gsm8k/strict": (25.0, True, 4), "gsm8k/flexible": (50.0, True, 4),
+                   "humaneval/pass@1": (12.5, True, 8), "mtbench/mean": (None, False, 2)}
+    judged = {"mtbench": {"judged": True, "metrics": {"score": 6.5, "score_std": 0.1,
+                                                      "category/math": 4.0}}}
+    assert {m.metric: m.value for m in measurements_of(judged)} == {
+        "mtbench/mean": 6.5, "mtbench/sd": 0.1, "mtbench/category/math": 4.0}
+
+
+def test_trial_job_round_trips_and_concurrency_fits_the_cluster():
+    from sweep.driver import TrialJob, max_concurrent
+
+    preset = presets.paper()
+    p = build_plan(grid.build_grid("rq4", ["llama_33b"]), preset).runs[-1]
+    job = TrialJob(p.run, p.run_id, p.stage_ids, preset)
+    config = json.loads(json.dumps(job.to_config()))  # what Tune stores is plain data
+    assert TrialJob.from_config(config) == job and config["amounts"] == "k=1/256"
+    assert max_concurrent(preset, {"llama_33b"}, {"GPU": 32}) == 2  # 16 GPUs per 33B run
+    assert max_concurrent(preset, {"llama_7b"}, {"GPU": 32}) == 4
+    local = dataclasses.replace(presets.local(), max_concurrent=None)
+    assert max_concurrent(local, {"smollm2_135m"}, {"CPU": 2}) == 1  # 2 workers + the trial
+    assert max_concurrent(local, {"smollm2_135m"}, {"CPU": 16}) == 5
