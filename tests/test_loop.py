@@ -5,20 +5,14 @@ maps positions to steps exactly (including the partial last batch)."""
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import torch
 
 from trainers.backends import TorchBackend
-from trainers.loop import (
-    IGNORE,
-    StepPlan,
-    collate_micro_batches,
-    collate_padded,
-    compute_loss,
-    iter_steps,
-    train_step,
-)
+from trainers.collate import IGNORE, collate_padded
+from trainers.loop import StepPlan, collate_micro_batches, compute_loss, iter_steps, train_step
 from trainers.settings import TrainSettings
 
 
@@ -58,7 +52,7 @@ def test_twenty_steps_on_a_repeated_batch_lower_the_loss(tiny_model):
     batches = collate_micro_batches(make_rows(4), plan, 0, packing=False)
     losses = [train_step(backend, batches).loss for _ in range(20)]
     assert losses[-1] < 0.5 * losses[0], losses
-    assert sum(b < a for a, b in zip(losses, losses[1:])) >= 17, losses
+    assert sum(b < a for a, b in itertools.pairwise(losses)) >= 17, losses
 
 
 def _run(model, rows, micro_batch, global_batch, packing=False, steps=2):

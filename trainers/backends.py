@@ -227,20 +227,29 @@ class DeepSpeedBackend:
             dist_init_required=False)
         self.model = self.engine
         self.module = self.engine.module
+        self._last = True
 
     def forward(self, **inputs):
         return self.engine(**inputs)
 
     def accumulating(self, last: bool):
-        return contextlib.nullcontext()  # the engine counts micro-steps to the boundary itself
+        self._last = last
+        return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
         # The loop already divides by the global token count; DeepSpeed must not divide again
         # by the accumulation steps.
         self.engine.backward(loss, scale_wrt_gas=False)
+        if not self._last:
+            # The engine counts micro-steps in step(): it must be called after every backward
+            # and only updates the weights on the accumulation boundary.
+            self.engine.step()
 
     def step(self) -> float:
-        self.engine.step()  # clips, steps optimizer and scheduler at the boundary, zeroes grads
+        if not self.engine.is_gradient_accumulation_boundary():
+            raise RuntimeError("DeepSpeed micro-step count out of line with the loop's "
+                               f"{self.config['gradient_accumulation_steps']} micro-batches")
+        self.engine.step()  # clips, steps optimizer and scheduler, zeroes grads
         norm = self.engine.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
 

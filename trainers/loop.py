@@ -18,11 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from trainers.backends import all_reduce, build_backend
+from trainers.collate import IGNORE, collate_packed, collate_padded
 from trainers.metrics import MFU_ON_CPU, StepMeter, mfu
 from trainers.pipeline import iter_worker_rows
 from trainers.settings import TrainSettings
-
-IGNORE = -100
 
 
 def compute_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
@@ -168,35 +167,12 @@ def collate_micro_batches(rows: list[dict], plan: StepPlan, pad_id: int,
     out = []
     for i in range(plan.grad_accum):
         group = rows[i * plan.micro_batch:(i + 1) * plan.micro_batch]
+        real = sum(len(row["input_ids"]) for row in group)
         if not group:
-            group = [{"input_ids": [pad_id, pad_id], "labels": [IGNORE, IGNORE], "dummy": True}]
-        out.append(collate_packed(group) if packing else collate_padded(group, pad_id))
+            group = [{"input_ids": [pad_id, pad_id], "labels": [IGNORE, IGNORE]}]
+        batch = collate_packed(group) if packing else collate_padded(group, pad_id)
+        out.append({**batch, "real_tokens": torch.tensor(real)})
     return out
-
-
-def collate_padded(rows: list[dict], pad_id: int) -> dict:
-    width = max(len(r["input_ids"]) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    real = 0
-    for i, r in enumerate(rows):
-        n = len(r["input_ids"])
-        ids[i, :n] = torch.as_tensor(r["input_ids"])
-        labels[i, :n] = torch.as_tensor(r["labels"])
-        mask[i, :n] = 1
-        real += 0 if r.get("dummy") else n
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels,
-            "real_tokens": torch.tensor(real)}
-
-
-def collate_packed(rows: list[dict]) -> dict:
-    ids = torch.cat([torch.as_tensor(r["input_ids"], dtype=torch.long) for r in rows])
-    labels = torch.cat([torch.as_tensor(r["labels"], dtype=torch.long) for r in rows])
-    pos = torch.cat([torch.arange(len(r["input_ids"])) for r in rows])
-    real = sum(0 if r.get("dummy") else len(r["input_ids"]) for r in rows)
-    return {"input_ids": ids[None], "labels": labels[None], "position_ids": pos[None],
-            "real_tokens": torch.tensor(real)}
 
 
 @dataclass(frozen=True)
@@ -232,6 +208,8 @@ class TrainState:
     label_tokens_seen: int = 0
     train_s: float = 0.0
     loss_curve: list = field(default_factory=list)
+    grad_norm_curve: list = field(default_factory=list)
+    resumed_from: list = field(default_factory=list)  # the step of each restart's checkpoint
     done: bool = False
 
     def to_dict(self) -> dict:
@@ -279,6 +257,7 @@ def train_loop_per_worker(config: dict) -> None:
         state.label_tokens_seen += stats.label_tokens
         state.train_s += seconds
         state.loss_curve.append(round(stats.loss, 6))
+        state.grad_norm_curve.append(round(stats.grad_norm, 6))
         _maybe_fail(job.fault, rank, state.step)
         metrics = _step_metrics(stats, state, epoch, seconds, params, world, job.use_gpu, device)
         if settings.checkpoint_every_steps and state.step % settings.checkpoint_every_steps == 0 \
@@ -326,6 +305,7 @@ def _restore(backend) -> TrainState:
         state = TrainState.from_dict(json.loads((directory / "train_state.json").read_text()))
         if not state.done:
             backend.load_checkpoint(directory)
+            state.resumed_from.append(state.step)
     return state
 
 
@@ -347,7 +327,8 @@ def summary(state: TrainState) -> dict:
             "label_tokens_seen": state.label_tokens_seen, "train_s": round(state.train_s, 3),
             "tokens_per_s": state.tokens_seen / state.train_s if state.train_s else 0.0,
             "final_loss": state.loss_curve[-1] if state.loss_curve else None,
-            "loss_curve": state.loss_curve}
+            "loss_curve": state.loss_curve, "grad_norm_curve": state.grad_norm_curve,
+            "resumed_from": state.resumed_from}
 
 
 def _report_final(backend, state: TrainState, tokenizer, plan: StepPlan, rank: int) -> None:
