@@ -82,8 +82,10 @@ def test_zero3_on_two_cpu_workers_matches_plain_torch(ray_local, tmp_path):
     files = {p.name for p in Path(zero3.path).iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= files
     saved = AutoModelForCausalLM.from_pretrained(zero3.path)
+    # 4 Adam steps at lr 1e-3 move every weight by ~2.5e-3; the two runs agree to 1% of that
+    # (measured: 5e-6 at most, from the different reduction order).
     for (name, pa), pb in zip(saved.named_parameters(), ref_model.parameters()):
-        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(pa, pb, rtol=0, atol=2.5e-5, msg=name)
 
 
 @pytest.mark.gpu

@@ -232,8 +232,10 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(settings.seed + rank)
     plan = StepPlan.create(settings, job.rows_per_epoch, world)
     tokenizer = load_tokenizer(job.tokenizer)
+    zero_init = _zero3_init_context(settings, plan, job.use_gpu)  # noqa: F841 (kept alive)
     model = build_model(job.model, seed=settings.seed)
-    params = job.model_params or sum(p.numel() for p in model.parameters())
+    params = job.model_params or sum(getattr(p, "ds_numel", p.numel())
+                                     for p in model.parameters())
     device = ray.train.torch.get_device() if job.use_gpu else torch.device("cpu")
     backend = build_backend(model, settings, total_steps=plan.total_steps,
                             grad_accum=plan.grad_accum, use_gpu=job.use_gpu, device=device)
@@ -266,6 +268,22 @@ def train_loop_per_worker(config: dict) -> None:
         else:
             ray.train.report(metrics)
     _report_final(backend, state, tokenizer, plan, rank)
+
+
+def _zero3_init_context(settings: TrainSettings, plan: StepPlan, use_gpu: bool):
+    """On GPUs under ZeRO-3, keep an HfDeepSpeedConfig alive while the model loads so that
+    `from_pretrained` partitions weights as it reads them (zero.Init): a 33B model never sits
+    whole in one process. Written for GPUs and not run here (no GPU); CPU runs load normally."""
+    if not (use_gpu and settings.resolved_backend(use_gpu) == "deepspeed"
+            and settings.zero_stage == 3):
+        return None
+    from transformers.integrations import HfDeepSpeedConfig
+
+    from trainers.backends import deepspeed_config
+
+    config = deepspeed_config(settings, grad_accum=plan.grad_accum,
+                              precision=settings.resolved_precision(use_gpu))
+    return HfDeepSpeedConfig(config)
 
 
 def _step_metrics(stats: StepStats, state: TrainState, epoch: int, seconds: float, params: int,
