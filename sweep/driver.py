@@ -150,8 +150,7 @@ def trial(config: dict) -> None:
     stages = train_outside_trial_group(config["job"], progress)
     progress.status = "evaluating"
     progress.report()
-    model = stage_model(stages[-1], storage) if stages else job.run.model
-    measurements = evaluate_run(job, model, storage)
+    measurements = evaluate_outside_trial_group(config["job"], stages[-1] if stages else None)
     wall_h = (time.time() - t0) / 3600
     trained = [s for s in stages if s.trained]
     gpus = gpus_per_run(job.preset, job.run.model)
@@ -187,6 +186,25 @@ def train_outside_trial_group(job_config: dict, progress: Progress) -> list:
                 break
         if done:
             return ray.get(ref)
+
+
+def evaluate_outside_trial_group(job_config: dict, last_stage) -> list[Measurement]:
+    """Evaluate in a task of its own: on GPU presets it holds the evaluation's GPU (the trial
+    itself sits on the CPU head node), on CPU presets it takes no resource, like the trial."""
+    import ray
+
+    job = TrialJob.from_config(job_config)
+    gpus = job.preset.hardware.eval_gpus if job.preset.hardware.use_gpu else 0
+    task = ray.remote(_evaluate_task).options(num_cpus=0, num_gpus=gpus,
+                                              scheduling_strategy="DEFAULT")
+    return ray.get(task.remote(job_config, last_stage))
+
+
+def _evaluate_task(job_config: dict, last_stage) -> list[Measurement]:
+    job = TrialJob.from_config(job_config)
+    storage = Storage(job.preset.storage)
+    model = stage_model(last_stage, storage) if last_stage is not None else job.run.model
+    return evaluate_run(job, model, storage)
 
 
 def _train_task(job_config: dict, events, callback) -> list:

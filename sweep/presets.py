@@ -23,6 +23,7 @@ class Hardware:
     workers: int = 8  # per run; GPU presets take the model's GPU count (trainers.model)
     use_gpu: bool = True
     cpus_per_worker: float = 1.0
+    eval_gpus: int = 1  # GPUs of a run's evaluation (a 33B model fits one A100 80GB in bf16)
 
 
 @dataclass(frozen=True)
