@@ -101,7 +101,8 @@ def test_corrupted_real_copies_are_reported_and_strict_names_the_first(shared_da
     records, rejects = _read(share)
     starts = [i + 1 for i, text in enumerate(share.read_text().splitlines()) if text == " {"]
     assert len(starts) == 30 and len(records) + rejects.total == 30
-    assert f"{share}:{starts[bad_index]}" in rejects.examples["roles do not alternate user/assistant"]
+    bad_order = rejects.examples["roles do not alternate user/assistant"]
+    assert f"{share}:{starts[bad_index]}" in bad_order
     # examples hold each reason's first occurrences, so the smallest line is the first problem
     first = min(int(where.rsplit(":", 1)[1]) for ex in rejects.examples.values() for where in ex)
     with pytest.raises(RecordError) as err:

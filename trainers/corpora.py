@@ -43,7 +43,8 @@ def _bags(r: random.Random):
 def _wage(r: random.Random):
     name = r.choice(NAMES)
     a, b, c = r.randint(8, 40), r.randint(2, 9), r.randint(2, 6)
-    q = f"{name} earns ${a} an hour and works {b} hours a day for {c} days. How much does {name} earn?"
+    q = (f"{name} earns ${a} an hour and works {b} hours a day for {c} days. "
+         f"How much does {name} earn?")
     n = a * b * c
     paths = [(f"Each day {name} earns {a} * {b} = $<<{a}*{b}={a*b}>>{a*b}.\n"
              f"Over {c} days that is {a*b} * {c} = $<<{a*b}*{c}={n}>>{n}."),
@@ -190,8 +191,8 @@ def code_example(r: random.Random) -> dict:
     fmt = {"f": f"{r.choice(FUNCTION_NAMES)}_{t}_{k}", "k": k, "k1": k * 3, "k2": k * 5 + 1}
     example = example.format(**fmt)
     args = json.loads(example) if example else None
-    return {"instruction": instruction.format(**fmt), "input": example, "output": code.format(**fmt),
-            "_call": args, "_expect": reference(k, args)}
+    return {"instruction": instruction.format(**fmt), "input": example,
+            "output": code.format(**fmt), "_call": args, "_expect": reference(k, args)}
 
 
 def generate_code(n: int, seed: int = 0) -> list[dict]:
@@ -206,23 +207,30 @@ def generate_code(n: int, seed: int = 0) -> list[dict]:
 # ---- general: ShareGPT chats, longer than math/code; ~10% about code, ~10% about math ----------
 
 TOPICS = {
-    "travel": ("planning a trip to {place}", [("Pack light layers, since the weather in {place} "
-               "changes quickly."), "Book the first night near the station so arrival is easy.",
-               "Local markets are the best place to try regional food.", ("Keep a paper copy of "
-               "your reservations in case your phone runs out of battery."), ("Mornings are quieter "
-               "at the popular sights, so start early.")]),
-    "cooking": ("cooking a dinner with {place} flavours", [("Start with the aromatics and let them "
-                "soften slowly."), "Taste as you go and adjust salt at the end.", ("A squeeze of "
-                "lemon brightens a heavy sauce."), ("Resting the dish for five minutes lets the "
-                "flavours settle."), "Prepare every ingredient before you turn on the stove."]),
-    "writing": ("writing a short story set in {place}", [("Open with a concrete image rather than "
-                "a summary."), "Give the main character a clear want and an obstacle.", ("Cut "
-                "adjectives that repeat what the noun already says."), ("End scenes a moment "
-                "earlier than feels natural."), "Read the dialogue aloud to hear what sounds off."]),
-    "career": ("preparing for a job interview in {place}", [("Research the company's recent "
-               "projects."), "Prepare two stories that show how you solved a hard problem.",
-               "Ask the interviewer what success looks like in the first six months.",
-               "Send a short thank-you note the same day.", "Practice your answers out loud."]),
+    "travel": ("planning a trip to {place}", [
+        "Pack light layers, since the weather in {place} changes quickly.",
+        "Book the first night near the station so arrival is easy.",
+        "Local markets are the best place to try regional food.",
+        "Keep a paper copy of your reservations in case your phone runs out of battery.",
+        "Mornings are quieter at the popular sights, so start early."]),
+    "cooking": ("cooking a dinner with {place} flavours", [
+        "Start with the aromatics and let them soften slowly.",
+        "Taste as you go and adjust salt at the end.",
+        "A squeeze of lemon brightens a heavy sauce.",
+        "Resting the dish for five minutes lets the flavours settle.",
+        "Prepare every ingredient before you turn on the stove."]),
+    "writing": ("writing a short story set in {place}", [
+        "Open with a concrete image rather than a summary.",
+        "Give the main character a clear want and an obstacle.",
+        "Cut adjectives that repeat what the noun already says.",
+        "End scenes a moment earlier than feels natural.",
+        "Read the dialogue aloud to hear what sounds off."]),
+    "career": ("preparing for a job interview in {place}", [
+        "Research the company's recent projects.",
+        "Prepare two stories that show how you solved a hard problem.",
+        "Ask the interviewer what success looks like in the first six months.",
+        "Send a short thank-you note the same day.",
+        "Practice your answers out loud."]),
 }
 PLACES = ["Lisbon", "Kyoto", "Nairobi", "Oaxaca", "Tallinn", "Hanoi", "Quebec", "Seville"]
 OPENERS = ["Can you help me with {subject}?", "I need some advice about {subject}.",
@@ -288,7 +296,7 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 def write_builtin_corpora(directory, sizes: dict[str, int] | None = None,
                           seed: int = 0) -> dict[str, Path]:
-    """Write the four synthetic corpora (and a README saying they are synthetic) into `directory`."""
+    """Write the four synthetic corpora and a README saying they are synthetic."""
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

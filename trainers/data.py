@@ -46,7 +46,8 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def resolve_specs(recipe, sources: dict[str, str], formats: dict[str, str]) -> dict[str, SourceSpec]:
+def resolve_specs(recipe, sources: dict[str, str],
+                  formats: dict[str, str]) -> dict[str, SourceSpec]:
     """--source/--format for the names given; the built-in corpora for the other recipe names."""
     bad = {n: f for n, f in formats.items() if f not in FORMATS and f != "auto"}
     if bad:

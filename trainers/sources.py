@@ -234,6 +234,7 @@ def _convert(row: object, fmt: str, spec: SourceSpec, rejects: Rejects, where: s
     if reason:
         raise _Bad(reason)
     own = row.get("id")
+    messages = [{"role": m["role"], "content": m["content"]} for m in messages]  # drop extras
     return (str(own) if own is not None and str(own).strip() else None), messages
 
 
