@@ -141,6 +141,9 @@ def _plot_lines(ax, lines, title, ylabel):
     ax.set_ylabel(ylabel)
     if any(pts for _, pts, _ in lines):
         ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no values yet\n(not run, or not judged)", ha="center",
+                va="center", transform=ax.transAxes)
 
 
 def figure(path: Path, panels) -> None:
@@ -203,11 +206,14 @@ def write_figures(cells: Cells, out: Path, ks: Sequence[Fraction],
         figure(out / name, panels)
         written.append(out / name)
     if storage is not None:
-        written += write_tsne(storage, out)
+        titles = {r["run_id"]: f"{r['model']}: {r['strategy']}" + (f" (k={r['k']})" if r["k"]
+                                                                   else "")
+                  for r in cells.rows.values() if r["question"] == "tsne"}
+        written += write_tsne(storage, out, titles)
     return written
 
 
-def write_tsne(storage: Storage, out: Path) -> list[Path]:
+def write_tsne(storage: Storage, out: Path, titles: dict[str, str] | None = None) -> list[Path]:
     """Figure 5: the coordinates evals.representations wrote for each t-SNE run, one panel
     per run (base model, DMT(1/256)), coloured by source."""
     import pyarrow.parquet as pq
@@ -218,7 +224,8 @@ def write_tsne(storage: Storage, out: Path) -> list[Path]:
     panels = []
     for name in sorted(names):
         t = pq.read_table(storage.path(f"representations/{name}"), filesystem=storage.fs)
-        panels.append((name.removesuffix(".parquet"), t.to_pydict()))
+        run_id = name.removesuffix(".parquet")
+        panels.append(((titles or {}).get(run_id, run_id), t.to_pydict()))
     import matplotlib
 
     matplotlib.use("Agg")
