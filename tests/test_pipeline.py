@@ -164,3 +164,20 @@ def test_a_two_worker_torch_trainer_reads_its_rows(built, tmp_path):
     assert all(p % 2 == 0 for _, p, _ in got[0]) and all(p % 2 == 1 for _, p, _ in got[1])
     assert sorted(map(tuple, got[0] + got[1])) == [(r["epoch"], r["position"], r["id"])
                                                     for r in rows]
+
+
+def test_token_columns_are_lists_even_when_rows_are_equally_long():
+    """Left to Ray, equal-length rows become a fixed-shape tensor block that cannot be
+    concatenated with variable-shaped ones when the epochs are laid out."""
+    import pyarrow as pa
+
+    from trainers.pipeline import _tokenize
+
+    messages = [[{"role": "user", "content": f"Q{i}"}, {"role": "assistant", "content": f"A{i}"}]
+                for i in range(3)]
+    batch = {"source": np.array(["s"] * 3, dtype=object), "id": np.array(["a", "b", "c"],
+             dtype=object), "messages": np.array(messages + [None], dtype=object)[:3]}
+    table = _tokenize(batch, "tiny_llama", 64, "truncate")
+    assert table.schema.field("input_ids").type == pa.list_(pa.int64())
+    assert table.schema.field("labels").type == pa.list_(pa.int64())
+    assert len(set(table["n_tokens"].to_pylist())) == 1

@@ -125,10 +125,17 @@ def _tokenizer(name: str):
     return load_tokenizer(name)
 
 
-def _tokenize(batch: dict, tokenizer_name: str, max_len: int, overlong: str) -> dict:
+def _tokenize(batch: dict, tokenizer_name: str, max_len: int, overlong: str):
+    """tokenize_batch, returned as an Arrow table with list<int64> token columns: left to Ray,
+    a block whose rows happen to be equally long becomes a fixed-shape tensor column, and its
+    chunks would no longer concatenate with the variable-shaped ones."""
+    import pyarrow as pa
+
     from trainers.formatting import tokenize_batch
 
-    return tokenize_batch(batch, _tokenizer(tokenizer_name), max_len, overlong)
+    out = tokenize_batch(batch, _tokenizer(tokenizer_name), max_len, overlong)
+    tokens = {k: pa.array(list(out[k]), type=pa.list_(pa.int64())) for k in ("input_ids", "labels")}
+    return pa.table({k: tokens.get(k, v) for k, v in out.items()})
 
 
 def _report(recipe, counts, outcome, *, seed, epochs, max_len, overlong, tokenizer_name):
