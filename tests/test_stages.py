@@ -14,7 +14,7 @@ import pytest
 
 from sweep import strategies as st
 from trainers.settings import TrainSettings
-from trainers.stages import plan_stages, read_manifest, run_stages, stage_rel
+from trainers.stages import missing_stages, plan_stages, read_manifest, run_stages, stage_rel
 from trainers.storage import Lease, Storage
 
 SPECS = {"math": "/d/math.jsonl", "code": "/d/code.json", "general": "/d/sharegpt.json"}
@@ -93,6 +93,8 @@ def test_shared_first_stage_is_trained_once(tmp_path):
     assert fit.calls[0][1] == "tiny_llama"
     assert fit.calls[1][1] == str(storage.local_path(stage_rel(a[0].stage_id)))
     assert [e["status"] for e in events] == ["training", "trained", "training", "trained"]
+    assert missing_stages("tiny_llama", st.dmt(F(1, 64)), SPECS, storage, settings=SETTINGS) \
+        == plan_stages("tiny_llama", st.dmt(F(1, 64)), SPECS, settings=SETTINGS)[1:]
     again = run(st.dmt(F(1, 4)), storage, fit)
     assert [r.trained for r in again] == [False, False] and len(fit.calls) == 4
 

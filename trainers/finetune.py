@@ -178,13 +178,15 @@ def connect_ray(address: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None):
     """Run the command; returns the StageResults (tests call this in-process)."""
-    from trainers.stages import run_stages
+    from trainers.stages import missing_stages, run_stages
 
     args = build_parser().parse_args(argv)
     stages = scale_stages(build_stages(args), Fraction(args.scale))
     settings = build_settings(args)
     specs, sources_fp = build_sources(args, {s for stage in stages for s, _ in stage.recipe})
-    connect_ray(args.address)
+    if missing_stages(args.model, stages, specs, args.storage, settings=settings, seed=args.seed,
+                      sources_fp=sources_fp):
+        connect_ray(args.address)  # only training needs Ray: a full re-run skips its start-up
     resources = {"CPU": args.cpus_per_worker} if args.cpus_per_worker is not None else None
     print(f"{args.strategy}: {len(stages)} stage(s) of {args.model} in {args.storage}: "
           + " -> ".join(format_recipe(s.recipe) for s in stages), flush=True)

@@ -99,6 +99,14 @@ def read_manifest(storage: Storage, sid: str) -> dict | None:
         return None
 
 
+def missing_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
+                   storage: Storage | str, **plan_options) -> list[PlannedStage]:
+    """The planned stages that have no manifest yet (what a run would train, or wait for)."""
+    storage = storage if isinstance(storage, Storage) else Storage(storage)
+    plan = plan_stages(model, stages, specs, **plan_options)
+    return [p for p in plan if read_manifest(storage, p.stage_id) is None]
+
+
 @dataclass(frozen=True)
 class Execution:
     """How to train a missing stage: everything run_stages passes down, in one place."""
