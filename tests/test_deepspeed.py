@@ -68,7 +68,10 @@ def fit(ds, tmp_path: Path, name: str, settings: TrainSettings, **kw):
 def test_zero3_on_two_cpu_workers_matches_plain_torch(ray_local, tmp_path):
     rows = stage_rows(16, epochs=1)
     settings = replace(SETTINGS, backend="deepspeed", zero_stage=3)
-    zero3 = fit(stage_dataset(16, epochs=1), tmp_path, "zero3", settings)
+    # max_failures=1: on an overloaded 2-core machine Ray has been seen to drop the worker
+    # group's placement group right after the final report; a retry then resumes from that
+    # final checkpoint (the loop re-reports it), so every check below still applies.
+    zero3 = fit(stage_dataset(16, epochs=1), tmp_path, "zero3", settings, max_failures=1)
     ref_losses, ref_norms, ref_model = reference_run(rows, SETTINGS)
     assert zero3.steps == len(ref_losses) == 4
     assert zero3.tokens_seen == sum(len(r["input_ids"]) for r in rows)
