@@ -27,7 +27,14 @@ from sweep.presets import (
     train_settings,
     workers_for,
 )
-from sweep.results import Measurement, RunCost, has_result, rows_for, write_result
+from sweep.results import (
+    Measurement,
+    RunCost,
+    has_result,
+    measurements_of,
+    rows_for,
+    write_result,
+)
 from sweep.strategies import with_settings
 from trainers.identity import content_hash
 from trainers.storage import Storage
@@ -150,13 +157,19 @@ def trial(config: dict) -> None:
     stages = train_outside_trial_group(config["job"], progress)
     progress.status = "evaluating"
     progress.report()
+    t_eval = time.time()
     measurements = evaluate_outside_trial_group(config["job"], stages[-1] if stages else None)
-    wall_h = (time.time() - t0) / 3600
+    wall_h, eval_h = (time.time() - t0) / 3600, (time.time() - t_eval) / 3600
     trained = [s for s in stages if s.trained]
-    gpus = gpus_per_run(job.preset, job.run.model)
+    hw = job.preset.hardware
+    # GPU time this run used itself: its trained stages on the run's GPUs (reused stages were
+    # paid for by the run that trained them), plus its evaluation's GPUs.
+    train_h = sum(float(s.manifest.get("stage_wall_s") or 0) for s in trained) / 3600
+    gpu_h = train_h * gpus_per_run(job.preset, job.run.model) + eval_h * (
+        hw.eval_gpus if hw.use_gpu else 0)
     cost = RunCost(tokens_trained=sum(int(s.manifest.get("tokens_seen") or 0) for s in trained),
                    tokens_in_stages=sum(int(s.manifest.get("tokens_seen") or 0) for s in stages),
-                   wall_hours=wall_h, gpu_hours=wall_h * gpus)
+                   wall_hours=wall_h, gpu_hours=gpu_h)
     write_result(storage, job.run_id, rows_for(job.run, job.run_id, job.preset.name,
                                                job.stage_ids, measurements, cost))
     progress.status = "done"
@@ -262,42 +275,6 @@ def evaluate_run(job: TrialJob, model: str, storage: Storage) -> list[Measuremen
                    cache_dir=_local_dir(storage, "eval_cache"), data=data,
                    max_new_tokens=ev.max_new_tokens)
     return measurements_of(out)
-
-
-# evals.run's metric names -> the results table's, and which are scores in [0, 1] that the
-# paper prints in percent.
-METRIC_NAMES = {("gsm8k", "accuracy_strict"): "gsm8k/strict",
-                ("gsm8k", "accuracy_flexible"): "gsm8k/flexible",
-                ("humaneval", "pass@1"): "humaneval/pass@1",
-                ("humanevalplus", "pass@1"): "humanevalplus/pass@1",
-                ("mtbench", "score"): "mtbench/mean", ("mtbench", "score_std"): "mtbench/sd"}
-PERCENT = {"gsm8k/strict", "gsm8k/flexible", "humaneval/pass@1", "humanevalplus/pass@1"}
-
-
-def metric_name(evaluation: str, key: str) -> str | None:
-    if (evaluation, key) in METRIC_NAMES:
-        return METRIC_NAMES[(evaluation, key)]
-    if evaluation == "mtbench" and (key.startswith(("turn_", "category/"))):
-        return f"mtbench/{key.replace('score_std', 'sd')}"
-    return None  # counts and bookkeeping (problems, passed, isolation) stay in the records
-
-
-def measurements_of(out: dict) -> list[Measurement]:
-    """evaluate()'s {eval: {"metrics", "counts", "judged"?}} as rows in the paper's units; an
-    MT-Bench without a judge gives a null mean marked not judged, never a number."""
-    rows = []
-    for name, result in out.items():
-        judged = bool(result.get("judged", True))
-        counts = result.get("counts") or {}
-        n = counts.get("problems", counts.get("questions"))
-        for key, value in (result.get("metrics") or {}).items():
-            metric = metric_name(name, key)
-            if metric is None or (value is None and judged):
-                continue
-            if value is not None and metric in PERCENT:
-                value = 100.0 * value
-            rows.append(Measurement(metric, value if judged else None, judged, n))
-    return rows
 
 
 def represent(job: TrialJob, model: str, storage: Storage) -> list[Measurement]:

@@ -91,6 +91,42 @@ def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
     return rows
 
 
+# evals.run's metric names -> the results table's, and which are scores in [0, 1] that the
+# paper prints in percent.
+METRIC_NAMES = {("gsm8k", "accuracy_strict"): "gsm8k/strict",
+                ("gsm8k", "accuracy_flexible"): "gsm8k/flexible",
+                ("humaneval", "pass@1"): "humaneval/pass@1",
+                ("humanevalplus", "pass@1"): "humanevalplus/pass@1",
+                ("mtbench", "score"): "mtbench/mean", ("mtbench", "score_std"): "mtbench/sd"}
+PERCENT = {"gsm8k/strict", "gsm8k/flexible", "humaneval/pass@1", "humanevalplus/pass@1"}
+
+
+def metric_name(evaluation: str, key: str) -> str | None:
+    if (evaluation, key) in METRIC_NAMES:
+        return METRIC_NAMES[(evaluation, key)]
+    if evaluation == "mtbench" and (key.startswith(("turn_", "category/"))):
+        return f"mtbench/{key.replace('score_std', 'sd')}"
+    return None  # counts and bookkeeping (problems, passed, isolation) stay in the records
+
+
+def measurements_of(out: dict) -> list[Measurement]:
+    """evaluate()'s {eval: {"metrics", "counts", "judged"?}} as rows in the paper's units; an
+    MT-Bench without a judge gives a null mean marked not judged, never a number."""
+    rows = []
+    for name, result in out.items():
+        judged = bool(result.get("judged", True))
+        counts = result.get("counts") or {}
+        n = counts.get("problems", counts.get("questions"))
+        for key, value in (result.get("metrics") or {}).items():
+            metric = metric_name(name, key)
+            if metric is None or (value is None and judged):
+                continue
+            if value is not None and metric in PERCENT:
+                value = 100.0 * value
+            rows.append(Measurement(metric, value if judged else None, judged, n))
+    return rows
+
+
 def result_path(run_id: str) -> str:
     return f"{RESULTS_DIR}/{run_id}.parquet"
 

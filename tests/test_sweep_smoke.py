@@ -114,7 +114,7 @@ def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
 # ---- fast checks of the driver's pieces (no Ray) ---------------------------------------------
 
 def test_measurements_in_paper_units_and_not_judged_is_null():
-    from sweep.driver import measurements_of
+    from sweep.results import measurements_of
 
     out = {"gsm8k": {"metrics": {"accuracy_strict": 0.25, "accuracy_flexible": 0.5},
                      "counts": {"problems": 4}},
