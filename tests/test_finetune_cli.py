@@ -1,6 +1,7 @@
 """The finetune command end to end with real fits (tiny_llama, built-in corpora at 1/64, one
-worker, one epoch): mixed sequential leaves two loadable stages, a re-run trains nothing, and
-DMT then trains only its second stage (the first is the one mixed sequential trained)."""
+worker, one epoch), two fits in all: a math+code mix trains the stage that mixed sequential then
+reuses as its first, mixed sequential trains only its second, and a re-run trains nothing. (The
+dmt(k) x2 + mixed sequential count with a fake fit is in tests/test_stages.py.)"""
 
 from fractions import Fraction as F
 
@@ -48,21 +49,21 @@ def test_cli_trains_each_stage_once_and_leaves_loadable_checkpoints(
     monkeypatch.setattr(fit, "fit_stage", counting_fit)
     where = ["--storage", str(tmp_path / "runs"), "--corpora", str(tmp_path / "corpora")]
 
-    first = finetune.main(COMMON + where + ["--strategy", "mixed_sequential"])
-    assert [r.trained for r in first] == [True, True] and fits == [r.stage_id for r in first]
-    for r in first:
+    # mix(math, code) is mixed sequential's (and every DMT's) first stage: two fits in all.
+    [mixed] = finetune.main(COMMON + where + ["--strategy", "mix", "--amount", "math=1,code=1"])
+    assert mixed.trained and fits == [mixed.stage_id]
+    staged = finetune.main(COMMON + where + ["--strategy", "mixed_sequential"])
+    assert staged[0].stage_id == mixed.stage_id
+    assert [r.trained for r in staged] == [False, True] and fits == [r.stage_id for r in staged]
+    assert staged[1].manifest["model_source"] == mixed.path
+    for r in staged:
         model = AutoModelForCausalLM.from_pretrained(r.path)
         assert model.config.num_hidden_layers == 2
         assert r.manifest["tokens_seen"] > 0 and r.manifest["selected"]
     out = capsys.readouterr().out
-    assert f"stage 2: {first[1].stage_id}  trained  {first[1].path}" in out
+    assert f"stage 2: {staged[1].stage_id}  trained  {staged[1].path}" in out
 
     again = finetune.main(COMMON + where + ["--strategy", "mixed_sequential"])
     assert [r.trained for r in again] == [False, False] and len(fits) == 2
-    assert [r.stage_id for r in again] == [r.stage_id for r in first]
+    assert [r.stage_id for r in again] == [r.stage_id for r in staged]
     assert "0 trained, 2 reused" in capsys.readouterr().out
-
-    dmt = finetune.main(COMMON + where + ["--strategy", "dmt", "--k", "1/4"])
-    assert dmt[0].stage_id == first[0].stage_id and [r.trained for r in dmt] == [False, True]
-    assert fits == [first[0].stage_id, first[1].stage_id, dmt[1].stage_id]
-    assert dmt[1].manifest["model_source"] == first[0].path
