@@ -13,14 +13,15 @@ ASSETS = Path(__file__).parent / "assets"
 
 
 @pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("DMT_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+def cache(tmp_path):
+    """Where the built-in corpora go (DMT_CACHE stays: it holds the converted tokenizer)."""
+    return tmp_path / "corpora"
 
 
 def test_report_on_builtin_corpora_is_printed_and_saved(ray_local, cache, tmp_path, capsys):
     argv = ["--recipe", "math=1/64,general_nocm=#5", "--tokenizer", "tiny_llama",
-            "--micro-batch", "4", "--out", str(tmp_path / "out"), "--json"]
+            "--micro-batch", "4", "--out", str(tmp_path / "out"), "--json",
+            "--corpora-dir", str(cache)]
     assert data.main(argv) == 0
     out = capsys.readouterr().out
     printed = json.loads(out[out.index("{\n"):])  # other modules may log a line first
@@ -34,18 +35,19 @@ def test_report_on_builtin_corpora_is_printed_and_saved(ray_local, cache, tmp_pa
     padding = saved["padding"]
     assert padding["padding_fraction_packed"] == 0.0 < padding["padding_fraction_padded"] < 1
     assert padding["packed_cells"] == padding["tokens"] == saved["report"]["tokens"]["total"]
-    assert (cache / "corpora" / "v1" / "metadata.json").exists()
+    assert (cache / "metadata.json").exists()
 
 
 def test_text_report_names_rejects_by_reason_and_line(ray_local, cache, capsys):
     corrupt = ASSETS / "data_corrupt_gsm8k.jsonl"
-    argv = ["--recipe", "gsm8k=1", "--source", f"gsm8k={corrupt}", "--tokenizer", "tiny_llama"]
+    argv = ["--recipe", "gsm8k=1", "--source", f"gsm8k={corrupt}", "--tokenizer", "tiny_llama",
+            "--corpora-dir", str(cache)]
     assert data.main(argv) == 0
     out = capsys.readouterr().out
     assert "read 8  kept 3  rejected 5  selected 3" in out
     assert f"missing field: answer  (e.g. {corrupt}:3)" in out
     assert "padding (micro-batch 8, epoch 0): padded" in out
-    assert not (cache / "corpora").exists()  # no built-in name in the recipe: nothing written
+    assert not cache.exists()  # no built-in name in the recipe: nothing written
 
 
 def test_strict_exits_naming_the_first_bad_line(ray_local, cache, capsys):
@@ -61,4 +63,4 @@ def test_bad_arguments_are_refused(cache):
     with pytest.raises(SystemExit, match="unknown --format"):
         data.main(["--recipe", "x=1", "--source", "x=a.jsonl", "--format", "x=alpaca"])
     with pytest.raises(SystemExit, match="give --source"):
-        data.main(["--recipe", "nosuch=1"])
+        data.main(["--recipe", "nosuch=1", "--corpora-dir", str(cache)])

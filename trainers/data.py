@@ -23,11 +23,11 @@ from trainers.records import RecordError
 from trainers.sources import FORMATS, SourceSpec
 
 
-def builtin_corpora_dir() -> Path:
-    """The built-in corpora in the cache, written on first use (once, under a file lock)."""
+def builtin_corpora_dir(out: Path | None = None) -> Path:
+    """The built-in corpora (default: in the cache), written on first use, once, under a lock."""
     from trainers.model import cache_root
 
-    out = cache_root() / "corpora" / f"v{GENERATOR_VERSION}"
+    out = out or cache_root() / "corpora" / f"v{GENERATOR_VERSION}"
     if not (out / "metadata.json").exists():
         out.mkdir(parents=True, exist_ok=True)
         with FileLock(str(out) + ".lock"):
@@ -46,8 +46,8 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def resolve_specs(recipe, sources: dict[str, str],
-                  formats: dict[str, str]) -> dict[str, SourceSpec]:
+def resolve_specs(recipe, sources: dict[str, str], formats: dict[str, str],
+                  corpora_dir: Path | None = None) -> dict[str, SourceSpec]:
     """--source/--format for the names given; the built-in corpora for the other recipe names."""
     bad = {n: f for n, f in formats.items() if f not in FORMATS and f != "auto"}
     if bad:
@@ -55,7 +55,7 @@ def resolve_specs(recipe, sources: dict[str, str],
     specs = {n: SourceSpec(n, loc, formats.get(n, "auto")) for n, loc in sources.items()}
     missing = [name for name, _ in recipe if name not in specs]
     if missing:
-        builtin = builtin_specs(builtin_corpora_dir())
+        builtin = builtin_specs(builtin_corpora_dir(corpora_dir))
         unknown = [name for name in missing if name not in builtin]
         if unknown:
             raise SystemExit(f"recipe names {unknown}: give --source NAME=PATH_OR_HF_ID, or use "
@@ -98,6 +98,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tokenizer", default="smollm2_135m")
     p.add_argument("--micro-batch", type=int, default=8)
     p.add_argument("--out", type=Path, default=None, help="save data_report.json here")
+    p.add_argument("--corpora-dir", type=Path, default=None,
+                   help="where the built-in corpora live (default: in the cache)")
     return p.parse_args(argv)
 
 
@@ -108,7 +110,8 @@ def run(args: argparse.Namespace) -> dict:
     from trainers.pipeline import build_stage_dataset
 
     recipe = parse_recipe(args.recipe)
-    specs = resolve_specs(recipe, _pairs(args.source, "source"), _pairs(args.format, "format"))
+    specs = resolve_specs(recipe, _pairs(args.source, "source"), _pairs(args.format, "format"),
+                          args.corpora_dir)
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(include_dashboard=False, log_to_driver=False,
