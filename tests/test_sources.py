@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from trainers.records import RecordError, Rejects
-from trainers.sources import SourceSpec, detect_format, read_records
+from trainers.sources import SourceSpec, detect_format, make_spec, read_records
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -157,3 +157,19 @@ def test_length_limit_rejects_are_counted(tmp_path):
     rejects = Rejects()
     assert len(read_records(SourceSpec("l", str(path)), rejects=rejects, max_chars=20)) == 1
     assert dict(rejects.counts) == {"over length limit (20 chars)": 1}
+
+
+def test_general_nocm_always_excludes_code_and_math(tmp_path):
+    chats = [{"id": "py", "conversations": [
+                 {"from": "human", "value": "Fix my Python code: def f(x): return x +"},
+                 {"from": "gpt", "value": "```python\ndef f(x):\n    return x + 1\n```"}]},
+             {"id": "trip", "conversations": [
+                 {"from": "human", "value": "Where should I walk in Lisbon?"},
+                 {"from": "gpt", "value": "Try the old town by the river."}]}]
+    path = tmp_path / "chats.json"
+    path.write_text(json.dumps(chats))
+    spec = make_spec("general_nocm", str(path))
+    assert spec.exclude_tags == ("code", "math") and make_spec("general", "x").exclude_tags == ()
+    rejects = Rejects()
+    assert [r["id"] for r in read_records(spec, rejects=rejects)] == ["trip"]
+    assert dict(rejects.counts) == {"tag:code": 1}

@@ -13,7 +13,7 @@ import json
 import random
 from pathlib import Path
 
-from trainers.sources import SourceSpec
+from trainers.sources import SourceSpec, make_spec
 
 DEFAULT_SIZES = {"math": 2000, "code": 1000, "general": 1000, "math_test": 200}
 FILES = {"math": ("math_rft.jsonl", "rft"), "code": ("code_alpaca.json", "code_alpaca"),
@@ -324,6 +324,5 @@ def builtin_specs(directory) -> dict[str, SourceSpec]:
     samples tagged code or math)."""
     d = Path(directory)
     specs = {name: SourceSpec(name, str(d / f), fmt) for name, (f, fmt) in FILES.items()}
-    specs["general_nocm"] = SourceSpec("general_nocm", str(d / FILES["general"][0]), "sharegpt",
-                                       exclude_tags=("code", "math"))
+    specs["general_nocm"] = make_spec("general_nocm", str(d / FILES["general"][0]), "sharegpt")
     return specs

@@ -20,7 +20,7 @@ from filelock import FileLock
 from trainers.corpora import GENERATOR_VERSION, builtin_specs, write_builtin_corpora
 from trainers.recipe import parse_recipe
 from trainers.records import RecordError
-from trainers.sources import FORMATS, SourceSpec
+from trainers.sources import FORMATS, SourceSpec, make_spec
 
 
 def builtin_corpora_dir(out: Path | None = None) -> Path:
@@ -52,7 +52,7 @@ def resolve_specs(recipe, sources: dict[str, str], formats: dict[str, str],
     bad = {n: f for n, f in formats.items() if f not in FORMATS and f != "auto"}
     if bad:
         raise SystemExit(f"unknown --format {bad}; choose from {FORMATS}")
-    specs = {n: SourceSpec(n, loc, formats.get(n, "auto")) for n, loc in sources.items()}
+    specs = {n: make_spec(n, loc, formats.get(n, "auto")) for n, loc in sources.items()}
     missing = [name for name, _ in recipe if name not in specs]
     if missing:
         builtin = builtin_specs(builtin_corpora_dir(corpora_dir))

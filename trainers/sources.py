@@ -47,6 +47,16 @@ class SourceSpec:
         object.__setattr__(self, "exclude_tags", tuple(self.exclude_tags))
 
 
+NOCM_TAGS = ("code", "math")
+
+
+def make_spec(name: str, location: str, fmt: str = "auto", **kw) -> SourceSpec:
+    """A SourceSpec; the name `general_nocm` always means ShareGPT minus code and math."""
+    if name == "general_nocm":
+        kw.setdefault("exclude_tags", NOCM_TAGS)
+    return SourceSpec(name, location, fmt, **kw)
+
+
 class _Bad(Exception):
     """A row that cannot become a record; its message is the reject reason."""
 
