@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None)
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="mid-stage checkpoint every N steps (a crashed stage resumes there)")
+    p.add_argument("--progress-bars", action="store_true", help="show Ray Data's progress bars")
     p.add_argument("--max-failures", type=int, default=1, help="worker-group restarts per stage")
     return p
 
@@ -187,6 +188,11 @@ def main(argv: Sequence[str] | None = None):
     if missing_stages(args.model, stages, specs, args.storage, settings=settings, seed=args.seed,
                       sources_fp=sources_fp):
         connect_ray(args.address)  # only training needs Ray: a full re-run skips its start-up
+        if not args.progress_bars:
+            import ray.data
+
+            # Per-worker dataset bars drown the stage lines that are this command's output.
+            ray.data.DataContext.get_current().enable_progress_bars = False
     resources = {"CPU": args.cpus_per_worker} if args.cpus_per_worker is not None else None
     print(f"{args.strategy}: {len(stages)} stage(s) of {args.model} in {args.storage}: "
           + " -> ".join(format_recipe(s.recipe) for s in stages), flush=True)
