@@ -267,8 +267,10 @@ def iter_worker_rows(dataset_or_shard, rank: int, world_size: int,
             if start_after is not None and (epoch, position) <= tuple(start_after):
                 continue
             yield {"epoch": epoch, "position": position, "source": str(batch["source"][j]),
-                   "id": str(batch["id"][j]), "input_ids": batch["input_ids"][j],
-                   "labels": batch["labels"][j], "n_tokens": int(batch["n_tokens"][j])}
+                   "id": str(batch["id"][j]), "n_tokens": int(batch["n_tokens"][j]),
+                   # copies: Arrow hands out read-only views, which torch warns about
+                   "input_ids": np.array(batch["input_ids"][j]),
+                   "labels": np.array(batch["labels"][j])}
 
 
 def iter_micro_batches(rows: Iterable[dict], micro_batch: int,
