@@ -138,12 +138,27 @@ class Progress:
         self.report()
 
 
+def metrics_forwarder(events):
+    """A Ray Train callback that puts each step's loss on the trial's event queue: the stages
+    run in a task outside the Tune session, so Tune's own TuneReportCallback cannot be used."""
+    from ray.train.v2.api.callback import UserCallback
+
+    class ForwardLoss(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            first = metrics[0] if metrics else {}
+            if "loss" in first:
+                events.put({"event": "metrics", "loss": float(first["loss"]),
+                            "step": first.get("step"), "epoch": first.get("epoch")})
+
+    return ForwardLoss()
+
+
 def fit_with_callbacks(cfg, callbacks=()):
     """trainers.fit.fit_stage, with Train's per-step metrics (loss) forwarded to the trial."""
     from trainers import fit
 
-    if callbacks and "callbacks" in {f.name for f in dataclasses.fields(cfg)}:
-        cfg = dataclasses.replace(cfg, callbacks=[*(cfg.callbacks or []), *callbacks])
+    if callbacks:
+        cfg = dataclasses.replace(cfg, callbacks=(*cfg.callbacks, *callbacks))
     return fit.fit_stage(cfg)
 
 
@@ -182,14 +197,13 @@ def train_outside_trial_group(job_config: dict, progress: Progress) -> list:
     Tune captures a trial's child tasks into its placement group, which holds only
     `train_driver`: Ray Data's tasks (CPU 1) then cannot be scheduled at all. A task with an
     explicit "DEFAULT" strategy is not captured, nor are its children. Stage events come back
-    through a queue; Train's metrics through Tune's own callback, made here in the session."""
+    through the same queue as Train's per-step metrics (loss), which the trial reports to Tune."""
     import ray
-    from ray.tune.integration.ray_train import TuneReportCallback
     from ray.util.queue import Empty, Queue
 
     events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
     task = ray.remote(_train_task).options(num_cpus=0, scheduling_strategy="DEFAULT")
-    ref = task.remote(job_config, events, TuneReportCallback())
+    ref = task.remote(job_config, events, metrics_forwarder(events))
     while True:
         done, _ = ray.wait([ref], timeout=1.0)
         while True:

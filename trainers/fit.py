@@ -35,6 +35,7 @@ class FitConfig:
     checkpoints_to_keep: int = 2
     model_params: int = 0  # for MFU; 0: counted on the worker
     fault: dict | None = None  # test-only fault injection, see loop._maybe_fail
+    callbacks: tuple = ()  # ray.train UserCallbacks, e.g. the sweep's per-step loss forwarder
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def build_trainer(cfg: FitConfig):
         run_config=ray.train.RunConfig(
             name=cfg.name, storage_path=_storage(cfg.storage_path),
             failure_config=ray.train.FailureConfig(max_failures=failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoints_to_keep)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoints_to_keep),
+            callbacks=list(cfg.callbacks) or None),
     )
 
 
