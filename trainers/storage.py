@@ -84,10 +84,7 @@ class Storage:
         data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
         if self.is_local:
             target = self.local_path(rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _temp_name(target)
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            os.replace(_write_beside(target, data), target)
             return
         parent = self.path(rel).rsplit("/", 1)[0]
         self.fs.create_dir(parent, recursive=True)  # a no-op marker on object stores
@@ -104,9 +101,7 @@ class Storage:
         data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
         if self.is_local:
             target = self.local_path(rel)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _temp_name(target)
-            tmp.write_bytes(data)
+            tmp = _write_beside(target, data)
             try:
                 os.link(tmp, target)
                 return True
@@ -174,8 +169,13 @@ class Storage:
         return cache_root() / "storage" / key
 
 
-def _temp_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+def _write_beside(target: Path, data: bytes) -> Path:
+    """Write `data` to a temp file next to `target` (same filesystem, so a rename or link onto
+    `target` is atomic) and return the temp file's path."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_bytes(data)
+    return tmp
 
 
 def pid_alive(pid: int) -> bool:
