@@ -369,6 +369,8 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
               ray_temp_dir: str | None = None, grow_report: bool = True) -> SweepSummary:
     t0 = time.time()
     storage = Storage(preset.storage)
+    # Tune runs each trial in a working dir of its own: a relative "./runs" would put results there.
+    preset = dataclasses.replace(preset, storage=storage.uri)
     summary = SweepSummary(runs=len(runs))
     jobs = pending_jobs(runs, preset, storage, summary)
     if jobs:

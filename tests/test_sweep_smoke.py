@@ -27,9 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 FRACTIONS = "1/64,1/256"
 
 
-def _command(storage: Path, ray_dir: str) -> list[str]:
+def _command(ray_dir: str) -> list[str]:
+    # A relative storage, as users type it: Tune runs each trial in a working dir of its own,
+    # and every file must still land under the folder the command was started in.
     return [sys.executable, "-m", "sweep.rq2", "--preset", "smoke", "--fractions", FRACTIONS,
-            "--storage", str(storage), "--ray-temp-dir", ray_dir]
+            "--storage", "runs", "--ray-temp-dir", ray_dir]
 
 
 def _env() -> dict:
@@ -47,7 +49,7 @@ def _results(storage: Path) -> dict[str, int]:
 def _kill_after_first_result(cmd: list[str], storage: Path, timeout_s: float) -> None:
     """Start the sweep in its own process group; SIGKILL the whole group (driver, Ray and its
     workers) as soon as one run's result file exists."""
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=storage.parent, env=_env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout_s
     try:
@@ -59,8 +61,8 @@ def _kill_after_first_result(cmd: list[str], storage: Path, timeout_s: float) ->
         proc.wait()
 
 
-def _run(cmd: list[str]) -> str:
-    out = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900,
+def _run(cmd: list[str], cwd: Path) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900,
                          check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out.stdout
@@ -70,7 +72,7 @@ def _run(cmd: list[str]) -> str:
 def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
     storage = tmp_path / "runs"
     ray_dir = tempfile.mkdtemp(prefix="ray-h5-", dir="/tmp")  # short: Ray's socket paths
-    cmd = _command(storage, ray_dir)
+    cmd = _command(ray_dir)
     preset = presets.smoke()
     fractions = parse_fractions(FRACTIONS)
     plan = build_plan(grid.build_grid("rq2", preset.models, fractions), preset)
@@ -80,7 +82,7 @@ def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
         assert len(survived) >= 1, "the first run never finished"
         before = _manifests(storage)
 
-        out = _run(cmd)
+        out = _run(cmd, tmp_path)
         assert f"{len(survived)} already finished" in out
         after = _manifests(storage)
         for sid, mtime in before.items():  # a stage finished before the kill is not retrained
@@ -102,7 +104,7 @@ def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
         assert "### Table 1" in (report / "report.md").read_text()
         assert (report / "fig3_rq2_mixed_vs_single.png").stat().st_size > 0
 
-        out = _run(cmd)  # everything done: no trial starts, nothing is touched
+        out = _run(cmd, tmp_path)  # everything done: no trial starts, nothing is touched
         assert f"{len(plan.runs)} already finished, 0 finished now" in out
         assert _manifests(storage) == after and _results(storage) == results
         summaries = [json.loads(p.read_text()) for p in storage.glob("sweeps/*.json")]
