@@ -1,7 +1,8 @@
 """The command line every question shares: parse, build the grid, then plan or sweep and report.
 
     python -m sweep.rq2 [--preset smoke|local|paper] [--models ...] [--fractions ...]
-        [--storage PATH_OR_URI] [--address auto] [--max-concurrent N] [--dry-run [--json]]
+        [--seeds N [--vary-seed both|data|train]] [--storage PATH_OR_URI] [--address auto]
+        [--max-concurrent N] [--dry-run [--json]]
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     p.add_argument("--preset", default="local", choices=sorted(presets.PRESETS))
     p.add_argument("--models", nargs="+", help="model presets, HF ids or paths (default: preset)")
     p.add_argument("--fractions", type=parse_fractions,
-                   help="comma-separated fractions (default 1,1/4,1/16,1/64,1/256)")
+                   help="comma-separated fractions (default: the preset's; paper "
+                        "1,1/4,1/16,1/64,1/256)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat every trained run with seeds 0..N-1 (default 1)")
+    p.add_argument("--vary-seed", choices=("both", "data", "train"), default=None,
+                   help="what a seed changes: the data seed (subset and order), the training "
+                        "seed, or both (default)")
     if question == "rq4":
         p.add_argument("--ks", type=parse_fractions,
                        help="DMT's k values (default 1,1/4,1/16,1/64,1/256; 1/2,1/8,1/32 too)")
@@ -71,6 +78,8 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         preset = replace(preset, max_concurrent=args.max_concurrent)
     if args.source:
         preset = replace(preset, sources=override_sources(preset, dict(args.source)))
+    if args.vary_seed:
+        preset = replace(preset, seed_varies=args.vary_seed)
     return preset
 
 
@@ -93,8 +102,11 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
     if args.json and not args.dry_run:
         raise SystemExit("--json goes with --dry-run")
     preset = preset_from_args(args)
-    runs = grid.build_grid(question, preset.models, args.fractions or grid.FRACTIONS,
-                           getattr(args, "ks", None) or grid.KS)
+    if args.seeds < 1:
+        raise SystemExit("--seeds must be >= 1")
+    runs = grid.build_grid(question, preset.models,
+                           args.fractions or preset.fractions or grid.FRACTIONS,
+                           getattr(args, "ks", None) or grid.KS, seeds=args.seeds)
     if args.dry_run:
         from sweep.plan import build_plan, format_plan, plan_json
 

@@ -24,15 +24,16 @@ from sweep.presets import (
     gpus_per_run,
     preset_from_dict,
     preset_to_dict,
-    train_settings,
     workers_for,
 )
 from sweep.results import (
     Measurement,
     RunCost,
     has_result,
+    item_rows,
     measurements_of,
     rows_for,
+    write_items,
     write_result,
 )
 from sweep.strategies import with_settings
@@ -70,12 +71,21 @@ class SweepSummary:
 def source_specs(preset: Preset, storage: Storage) -> dict:
     """name -> SourceSpec. Built-in corpora are written once into the storage, named by their
     content, so every trial and worker on any node reads the same bytes."""
-    from trainers.corpora import FILES, write_builtin_corpora
-    from trainers.sources import SourceSpec
-
     if preset.sources:
         return {s.name: s for s in preset.sources}
-    rel = f"corpora/{content_hash(planning.sources_fingerprint(preset))}"
+    return builtin_specs(preset, storage)
+
+
+def builtin_specs(preset: Preset, storage: Storage) -> dict:
+    """The built-in corpora (training and held-out test splits), written once into the
+    storage in a folder named by everything that fixes their bytes."""
+    from trainers.corpora import FILES, GENERATOR_VERSION, write_builtin_corpora
+    from trainers.sources import SourceSpec
+
+    rel = "corpora/" + content_hash({"sources": planning.sources_fingerprint(preset),
+                                     "sizes": sorted(map(list, preset.corpus_sizes)),
+                                     "generator_version": GENERATOR_VERSION,
+                                     "seed": preset.data_seed})
     if not storage.exists(f"{rel}/metadata.json"):
         local = Path(tempfile.mkdtemp(prefix="corpora-"))
         write_builtin_corpora(local, dict(preset.corpus_sizes), seed=preset.data_seed)
@@ -249,11 +259,11 @@ def train_run(job: TrialJob, storage: Storage, on_event, callback=None) -> list:
     if not job.run.stages:
         return []  # the base model (t-SNE)
     preset, model = job.preset, job.run.model
-    settings = train_settings(preset, model)
+    settings, data_seed = planning.seeded(job.run, preset)
     hw = preset.hardware
     results = run_stages(
         model, with_settings(job.run.stages, settings), source_specs(preset, storage), storage,
-        settings=settings, seed=preset.data_seed, workers=workers_for(preset, model),
+        settings=settings, seed=data_seed, workers=workers_for(preset, model),
         use_gpu=hw.use_gpu, on_event=on_event,
         fit=functools.partial(fit_with_callbacks, callbacks=[callback] if callback else []),
         resources_per_worker={"GPU": 1} if hw.use_gpu else {"CPU": hw.cpus_per_worker},
@@ -281,13 +291,15 @@ def evaluate_run(job: TrialJob, model: str, storage: Storage) -> list[Measuremen
 
     ev = job.preset.evaluation
     judge = JudgeConfig(ev.judge_url, ev.judge_model) if ev.judge_url and ev.judge_model else None
-    data = {"gsm8k": ev.gsm8k}
-    if ev.gsm8k == "builtin:math_test":
-        data["gsm8k"] = source_specs(job.preset, storage)["math_test"].location
-    out = evaluate(model, list(ev.names), limit=ev.limit, judge=judge,
+    data = {"gsm8k": ev.gsm8k, "general_loss": ev.general_heldout}
+    for name, where in data.items():
+        if where.startswith("builtin:"):  # a held-out split of the built-in corpora
+            data[name] = builtin_specs(job.preset, storage)[where.removeprefix("builtin:")].location
+    out = evaluate(model, list(ev.names), limit=ev.limits_by_name(), judge=judge,
                    out_dir=_local_dir(storage, f"evals/{job.run_id}"),
                    cache_dir=_local_dir(storage, "eval_cache"), data=data,
                    max_new_tokens=ev.max_new_tokens)
+    write_items(storage, job.run_id, item_rows(job.run_id, out))
     return measurements_of(out)
 
 
@@ -357,7 +369,9 @@ def init_ray(address: str | None, temp_dir: str | None) -> bool:
 
 def pending_jobs(runs, preset: Preset, storage: Storage, summary: SweepSummary) -> list[TrialJob]:
     jobs = []
-    for p in planning.build_plan(runs, preset).runs:
+    plan = planning.build_plan(runs, preset)  # one entry per distinct run
+    summary.runs = len(plan.runs)
+    for p in plan.runs:
         if has_result(storage, p.run_id):
             summary.skipped.append(p.run_id)
         else:

@@ -1,15 +1,18 @@
 """The study as runs: one function per research question, following ../shared/paper/GRID.md.
 
 A `Run` is a list of stages from a base model plus where it sits in the paper's tables
-(question, strategy, the fraction f on the x-axis, DMT's k). Stages carry no settings here;
-the preset attaches them. Per model size: rq1 15 runs, rq2 5, rq3 15, rq4 6 + one DMT per k,
-ablation 5, tsne 2.  `python -m sweep.rq1 --dry-run` prints a grid with its stages.
+(question, strategy, the fraction f on the x-axis, DMT's k, the replicate seed). Stages carry no
+settings here; the preset attaches them. Per model size: rq1 15 runs, rq2 5 mixes plus the 15
+single-source runs they are compared with (rq1's own runs, shared by id), rq3 15, rq4 6 + one
+DMT per k, ablation 5, tsne 2; every question but tsne also evaluates the untrained base model
+(one `base` run per model, shared by all questions). `--seeds N` repeats every trained run.
+`python -m sweep.rq1 --dry-run` prints a grid with its stages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from sweep import strategies as st
@@ -23,6 +26,8 @@ EXTRA_KS = (Fraction(1, 2), Fraction(1, 8), Fraction(1, 32))  # named in the pap
 SOURCES = ("math", "code", "general")
 TSNE_K = Fraction(1, 256)
 QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation", "tsne")
+# Which questions' runs a question's report reads: rq2 compares its mixes with rq1's singles.
+REPORT_READS = {"rq2": ("rq1", "rq2"), "ablation": ("rq2", "ablation")}
 
 
 @dataclass(frozen=True)
@@ -34,12 +39,14 @@ class Run:
     amounts: Recipe  # the last stage's recipe (empty for the base model)
     k: Fraction | None = None  # DMT's k
     fraction: Fraction | None = None  # the x-axis of the question's figure (rq1-rq3, ablation)
+    seed: int = 0  # replicate: offsets the data seed and/or training seed (sweep.plan.seeded)
 
     @property
     def label(self) -> str:
         """Readable, unique within a question: 'rq3/fixed general/f=1/4/llama_7b'."""
         point = (f"/f={format_amount(self.fraction)}" if self.fraction is not None else "") + (
-            f"/k={format_amount(self.k)}" if self.k is not None else "")
+            f"/k={format_amount(self.k)}" if self.k is not None else "") + (
+            f"/seed={self.seed}" if self.seed else "")
         return f"{self.question}/{self.strategy}{point}/{self.model}"
 
     @property
@@ -69,10 +76,18 @@ def rq1(model: str, fractions=FRACTIONS) -> list[Run]:
             for s in SOURCES for f in fractions]
 
 
-def rq2(model: str, fractions=FRACTIONS, general: str = "general", question="rq2") -> list[Run]:
+def mixes(model: str, fractions=FRACTIONS, general: str = "general",
+          question="rq2") -> list[Run]:
     """Mixed source: [math@f + code@f + general@f] (5 runs)."""
     return [_run(question, model, "mix", st.mix({"math": f, "code": f, general: f}), fraction=f)
             for f in fractions]
+
+
+def rq2(model: str, fractions=FRACTIONS) -> list[Run]:
+    """RQ2 compares each mix with its sources alone at the same amount (Fig. 3): the mixes plus
+    rq1's single-source runs at the same fractions. The singles stay rq1 runs (same run and stage
+    ids), so a sweep that ran rq1 before neither retrains nor re-scores them."""
+    return rq1(model, fractions) + mixes(model, fractions)
 
 
 def rq3(model: str, fractions=FRACTIONS) -> list[Run]:
@@ -103,7 +118,7 @@ def rq4(model: str, ks=KS) -> list[Run]:
 
 def ablation(model: str, fractions=FRACTIONS) -> list[Run]:
     """RQ2's mixes with ShareGPT minus its code and math samples (5 runs)."""
-    return rq2(model, fractions, general="general_nocm", question="ablation")
+    return mixes(model, fractions, general="general_nocm", question="ablation")
 
 
 def tsne(model: str, k: Fraction = TSNE_K) -> list[Run]:
@@ -111,8 +126,17 @@ def tsne(model: str, k: Fraction = TSNE_K) -> list[Run]:
     return [_run("tsne", model, "base", ()), _run("tsne", model, "DMT", st.dmt(k), k=k)]
 
 
-def build_grid(question: str, models: Sequence[str], fractions=FRACTIONS, ks=KS) -> list[Run]:
-    """Every run of one question for every model size, in the paper's order."""
+def base(model: str) -> Run:
+    """The untrained model, scored with the same template, decoding and items as every run: the
+    reference each question's report compares its runs with. One per model, shared by all."""
+    return _run("base", model, "base", ())
+
+
+def build_grid(question: str, models: Sequence[str], fractions=FRACTIONS, ks=KS,
+               seeds: int = 1) -> list[Run]:
+    """Every run of one question for every model size, in the paper's order, each trained run
+    repeated for seeds 0..seeds-1, and the base model first (not for tsne, whose base run is a
+    representation map)."""
     makers: dict[str, Callable[[str], list[Run]]] = {
         "rq1": lambda m: rq1(m, fractions),
         "rq2": lambda m: rq2(m, fractions),
@@ -124,7 +148,14 @@ def build_grid(question: str, models: Sequence[str], fractions=FRACTIONS, ks=KS)
     if question not in makers:
         raise ValueError(f"unknown question {question!r}; one of {', '.join(QUESTIONS)}")
     fractions, ks = check_fractions(fractions), check_fractions(ks, "k")
-    runs = [run for model in models for run in makers[question](model)]
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    runs = []
+    for model in models:
+        if question != "tsne":
+            runs.append(base(model))
+        for run in makers[question](model):
+            runs += [replace(run, seed=s) for s in range(seeds if run.stages else 1)]
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):
         raise ValueError(f"{question}: two runs share a label; models given twice?")
@@ -141,11 +172,12 @@ def run_to_dict(run: Run) -> dict:
     return {"question": run.question, "model": run.model, "strategy": run.strategy,
             "stages": [format_recipe(s.recipe) for s in run.stages],
             "k": None if run.k is None else str(run.k),
-            "fraction": None if run.fraction is None else str(run.fraction)}
+            "fraction": None if run.fraction is None else str(run.fraction), "seed": run.seed}
 
 
 def run_from_dict(data: dict) -> Run:
     stages = tuple(Stage(parse_recipe(text)) for text in data["stages"])
     k, f = data.get("k"), data.get("fraction")
-    return _run(data["question"], data["model"], data["strategy"], stages,
-                k=None if k is None else Fraction(k), fraction=None if f is None else Fraction(f))
+    run = _run(data["question"], data["model"], data["strategy"], stages,
+               k=None if k is None else Fraction(k), fraction=None if f is None else Fraction(f))
+    return replace(run, seed=int(data.get("seed", 0)))

@@ -9,7 +9,7 @@ it estimates GPU hours as 6 x params x tokens / (peak FLOP/s x an assumed MFU).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from sweep.grid import Run
@@ -114,9 +114,29 @@ def sources_fingerprint(preset: Preset) -> dict:
         for name in MEAN_TOKENS})
 
 
-def run_stage_ids(run: Run, preset: Preset) -> list[str]:
+SEED_VARIES = ("both", "data", "train")
+
+
+def seeded(run: Run, preset: Preset):
+    """(settings, data seed) of one replicate. Seed s offsets the data seed (which subset is
+    selected and in which order) and the training seed (initialisation of anything random,
+    dropout) by s, or only one of them (`preset.seed_varies`). Seed 0 is the preset itself, so
+    adding seeds never renames the runs already done. The built-in corpora stay those of
+    `preset.data_seed`: a replicate draws another subset of the same data, not other data."""
     settings = train_settings(preset, run.model)
-    return identity.stage_ids(run.model, run.stages, settings, preset.data_seed,
+    if preset.seed_varies not in SEED_VARIES:
+        raise ValueError(f"seed_varies={preset.seed_varies!r}: one of {SEED_VARIES}")
+    data_seed = preset.data_seed
+    if run.seed and preset.seed_varies in ("both", "data"):
+        data_seed += run.seed
+    if run.seed and preset.seed_varies in ("both", "train"):
+        settings = replace(settings, seed=settings.seed + run.seed)
+    return settings, data_seed
+
+
+def run_stage_ids(run: Run, preset: Preset) -> list[str]:
+    settings, data_seed = seeded(run, preset)
+    return identity.stage_ids(run.model, run.stages, settings, data_seed,
                               sources_fingerprint(preset))
 
 
@@ -128,10 +148,16 @@ def run_id(run: Run, preset: Preset, ids: Sequence[str] | None = None) -> str:
     digest = identity.content_hash({
         "kind": "sweep-run", "train": identity.run_id(run.model, list(ids)),
         "question": run.question, "strategy": run.strategy,
-        "fraction": _text(run.fraction), "k": _text(run.k),
-        "evals": [list(ev.names), ev.limit, ev.judge_model, ev.gsm8k, ev.max_new_tokens],
+        "fraction": _text(run.fraction), "k": _text(run.k), "seed": run.seed,
+        "evals": evaluation_identity(ev),
     })
     return f"{run.question}-{_slug(run.strategy)}-{digest[:10]}"
+
+
+def evaluation_identity(ev) -> list:
+    """What of the evaluation decides a run's numbers (names, item counts, data, judge, caps)."""
+    return [list(ev.names), ev.limit, [list(p) for p in ev.limits], ev.judge_model, ev.gsm8k,
+            ev.general_heldout, ev.max_new_tokens]
 
 
 def _text(x: Fraction | None) -> str | None:
@@ -146,8 +172,13 @@ def build_plan(runs: Sequence[Run], preset: Preset) -> Plan:
     sizes = corpus_sizes(preset)
     planned, stages = [], {}
     naive_stages, naive_tokens, naive_hours = 0, 0, 0.0
+    seen = set()
     for run in runs:
         ids = run_stage_ids(run, preset)
+        rid = run_id(run, preset, ids)
+        if rid in seen:  # the same run named by two questions (rq2's singles are rq1's)
+            continue
+        seen.add(rid)
         for sid, stage in zip(ids, run.stages, strict=True):
             samples, tokens = stage_tokens(stage.recipe, preset, sizes)
             hours = stage_gpu_hours(run.model, tokens, preset)
@@ -155,7 +186,7 @@ def build_plan(runs: Sequence[Run], preset: Preset) -> Plan:
             naive_hours = None if hours is None or naive_hours is None else naive_hours + hours
             stages.setdefault(sid, PlannedStage(sid, run.model, format_recipe(stage.recipe),
                                                 samples, tokens, hours))
-        planned.append(PlannedRun(run, run_id(run, preset, ids), tuple(ids)))
+        planned.append(PlannedRun(run, rid, tuple(ids)))
     return Plan(preset.name, tuple(planned), stages, naive_stages, naive_tokens,
                 naive_hours if runs else None)
 
@@ -165,7 +196,8 @@ def plan_json(plan: Plan) -> dict:
         "preset": plan.preset,
         "runs": [{"id": p.run_id, "question": p.run.question, "model": p.run.model,
                   "strategy": p.run.strategy, "fraction": _text(p.run.fraction),
-                  "k": _text(p.run.k), "stage_ids": list(p.stage_ids)} for p in plan.runs],
+                  "k": _text(p.run.k), "seed": p.run.seed, "stage_ids": list(p.stage_ids)}
+                 for p in plan.runs],
         "unique_stages": len(plan.stages),
         "naive_stages": plan.naive_stages,
         "naive_tokens": plan.naive_tokens,

@@ -1,272 +1,247 @@
-"""The report: Markdown tables shaped like the paper's Tables 1-6 and PNG figures shaped like its
-Figures 2-6, from the results table, with the paper's number beside each measured one
-("41.9 (paper 41.92)"; "—" where a run has not finished, "not judged" without a judge).
+"""The report: one table per question shaped like the paper's, with the base model's row, n and a
+95% interval on every number, Holm-corrected paired tests against the base model (and between
+single and mixed at the same amount), the paper's numbers beside, and figures with error bars.
     python -m sweep.report [--storage ./runs/local] [--out DIR]
+    python -m sweep.report --storage S --json            # rows, base rows, comparisons as JSON
+    python -m sweep.report --storage S --compare RUN_A RUN_B   # one paired comparison
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
-from sweep import paper
+from sweep import compare, paper, tables
 from sweep.results import read_results
+from sweep.tables import ABILITIES, BASE, COMPANION_TITLES, Cells, cell_text, question_rows
+from trainers.recipe import format_amount, parse_recipe
 from trainers.storage import Storage
 
-ABILITIES = (("gsm8k/flexible", "GSM8K", "gsm8k"), ("humaneval/pass@1", "HumanEval", "humaneval"),
-             ("mtbench/mean", "MT-Bench", "mtbench"))
-RQ1_RUN = {"gsm8k": "math only", "humaneval": "code only", "mtbench": "general only"}
-DASH = "—"
+QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation")
 
 
-class Cells:
-    """The results as (question, model, strategy, fraction, k, metric) -> row."""
-
-    def __init__(self, rows: Sequence[dict]):
-        self.rows = {(r["question"], r["model"], r["strategy"], r["fraction"], r["k"],
-                      r["metric"]): r for r in rows}
-        self.models = sorted({r["model"] for r in rows})
-
-    def get(self, question, model, strategy, fraction, k, metric) -> dict | None:
-        return self.rows.get((question, model, strategy, _t(fraction), _t(k), metric))
+def grid_points(cells: Cells) -> tuple[list[Fraction], list[Fraction]]:
+    """The fractions and ks that some run measured."""
+    fs = {Fraction(r["fraction"]) for r in cells.rows if r["fraction"]}
+    ks = {Fraction(r["k"]) for r in cells.rows if r["k"]}
+    return sorted(fs, reverse=True), sorted(ks, reverse=True)
 
 
-def _t(x: Fraction | None) -> str | None:
-    return None if x is None else f"{x.numerator}/{x.denominator}"
+def questions_present(cells: Cells) -> list[str]:
+    asked = {r["question"] for r in cells.rows}
+    if "rq2" in asked:
+        asked.add("rq2")
+    return [q for q in QUESTIONS if q in asked]
 
 
-def _num(v: float) -> str:
-    return f"{v:.2f}" if abs(v) < 10 else f"{v:.1f}"
+# ---- comparisons -----------------------------------------------------------------------------
 
-
-def cell_text(row: dict | None, paper_value: float | None) -> str:
-    if row is None:
-        measured = DASH
-    elif row["value"] is None:
-        measured = "not judged" if not row["judged"] else DASH
-    else:
-        measured = _num(row["value"])
-    return measured if paper_value is None else f"{measured} (paper {paper_value:g})"
-
-
-# A table row: label, then per ability (question, strategy, fraction, k) or None for "-".
-def table1_rows(ks=(Fraction(1, 256),)):
-    rows = [(s, [("rq4", s, None, None)] * 3) for s in paper.RQ4_STRATEGIES]
-    rows += [(f"DMT (k={k})", [("rq4", "DMT", None, k)] * 3) for k in ks]
-    return rows
-
-
-def table23_rows():
-    rows = []
-    for f in paper.FRACTIONS:
-        rows.append((f"Single (f={f})",
-                     [("rq1", RQ1_RUN[ref], f, None) for _, _, ref in ABILITIES]))
-    rows += [(f"Mix (f={f})", [("rq2", "mix", f, None)] * 3) for f in paper.FRACTIONS]
-    return rows
-
-
-def table4_rows():
-    return [(f"{setup} (f={f})", [("rq3", setup, f, None)] * 3)
-            for setup in paper.RQ3_SETUPS for f in paper.FRACTIONS]
-
-
-def table6_rows():
-    return [(f"Mix, general w/o code/math (f={f})", [("ablation", "mix", f, None)] * 3)
-            for f in paper.FRACTIONS]
-
-
-def render_table(title: str, rows, cells: Cells, paper_models: Sequence[str]) -> str:
-    models = list(cells.models) + [m for m in paper_models if m not in cells.models]
-    head = ["strategy"] + [f"{m} {name}" for m in models for _, name, _ in ABILITIES]
-    out = [f"### {title}", "", "| " + " | ".join(head) + " |",
-           "|" + "---|" * len(head)]
-    for label, spots in rows:
-        line = [label]
-        for model in models:
-            for (metric, _, ref), spot in zip(ABILITIES, spots, strict=True):
-                question, strategy, f, k = spot
-                row = cells.get(question, model, strategy, f, k, metric)
-                amount = k if strategy == "DMT" else f
-                ref_value = paper.paper_value(question, model, strategy, amount, ref)
-                line.append(cell_text(row, ref_value))
-        out.append("| " + " | ".join(line) + " |")
-    return "\n".join(out) + "\n"
-
-
-def render_tables(cells: Cells, ks: Sequence[Fraction]) -> str:
-    m3 = paper.MODELS
-    parts = [
-        "# Results beside the paper's numbers",
-        "",
-        ("Measured values first; `(paper X)` is Dong et al.'s published number for the same "
-         "cell (LLaMA models only), never a result of this project. GSM8K is the flexible "
-         "(answer-extraction) accuracy in %, HumanEval pass@1 in %, MT-Bench the judge's mean "
-         "grade (1-10). — marks a run that has not finished."),
-        "",
-        render_table("Table 1: training strategies", table1_rows(), cells, m3),
-        render_table("Tables 2-3: single source vs mixed source", table23_rows(), cells, m3),
-        render_table("Table 4: ratio setups (LLaMA-7B in the paper)", table4_rows(), cells,
-                     m3[:1]),
-        render_table("Table 5: DMT with k", table1_rows(ks), cells, m3[:2]),
-        render_table("Table 6: ablation without code/math in ShareGPT", table6_rows(), cells,
-                     m3[:1]),
-    ]
-    strict = [r for r in cells.rows.values() if r["metric"] == "gsm8k/strict"]
-    if strict:
-        parts.append(f"GSM8K strict (`####` form only) is in the results table too "
-                     f"({len(strict)} runs).\n")
-    return "\n".join(parts)
-
-
-def _series(cells: Cells, question, strategy, model, metric, xs, by_k=False):
-    pts = []
-    for x in xs:
-        row = cells.get(question, model, strategy, None if by_k else x, x if by_k else None,
-                        metric)
-        if row is not None and row["value"] is not None:
-            pts.append((x, row["value"]))
-    return pts
-
-
-def _plot_lines(ax, lines, title, ylabel):
-    for label, pts, style in lines:
-        if pts:
-            ax.plot([math.log2(x) for x, _ in pts], [y for _, y in pts], style, label=label,
-                    marker="o")
-    ax.set_title(title)
-    ax.set_xlabel("log2(fraction of data)")
-    ax.set_ylabel(ylabel)
-    if any(pts for _, pts, _ in lines):
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no values yet\n(not run, or not judged)", ha="center",
-                va="center", transform=ax.transAxes)
-
-
-def figure(path: Path, panels) -> None:
-    """panels: [(title, ylabel, [(label, [(x, y)], style)])]; x on a log2 axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
-    for ax, (title, ylabel, lines) in zip(axes[0], panels, strict=True):
-        _plot_lines(ax, lines, title, ylabel)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _paper_series(question, strategy, metric_ref, xs, by_k=False):
-    out = []
-    for model in paper.MODELS:
-        pts = [(x, v) for x in xs if (v := paper.paper_value(question, model, strategy, x,
-                                                             metric_ref)) is not None]
-        out.append((f"paper {model}", pts, "--"))
+def families(question: str, model: str, cells: Cells, storage: Storage, metrics_of):
+    """{family name: [Tested]}: every run vs base, and the question's paired variants; the
+    headline metrics form one family and the companions another, each Holm-corrected."""
+    fs, ks = grid_points(cells)
+    rows = question_rows(question, fs, ks)
+    out = {}
+    for kind, pick in (("headline", lambda a: [a.metric]), ("companions", metrics_of)):
+        vs_base, paired = [], []
+        for label, variants in rows:
+            for ability in ABILITIES:
+                for metric in pick(ability):
+                    base = cells.get(model, BASE, metric)
+                    spots = {v: fn(ability) for v, fn in variants.items()}
+                    got = {v: cells.get(model, s, metric) for v, s in spots.items()}
+                    for variant, cell in got.items():
+                        if base and base.value is not None and cell and cell.value is not None:
+                            vs_base.append(("base", base.run_ids, f"{label} {variant}".strip(),
+                                            cell.run_ids, metric))
+                    pair = tables.PAIRED_VARIANTS.get(question)
+                    if pair and all(got[v] and got[v].value is not None for v in pair):
+                        paired.append((f"{label} {pair[0]}", got[pair[0]].run_ids,
+                                       f"{label} {pair[1]}", got[pair[1]].run_ids, metric))
+        out[f"{question} {model}: vs base ({kind})"] = compare.tested_family(
+            f"{question} {model}: vs base ({kind})", vs_base, storage)
+        if question in tables.PAIRED_VARIANTS:
+            name = f"{question} {model}: {' vs '.join(tables.PAIRED_VARIANTS[question])} ({kind})"
+            out[name] = compare.tested_family(name, paired, storage)
     return out
 
 
-def ability_panels(cells: Cells, setups, xs, by_k=False):
-    """One panel per ability; setups: [(label, question, strategy_of(ref))]."""
-    panels = []
-    for metric, name, ref in ABILITIES:
-        lines = []
-        for label, question, strategy_of in setups:
-            for model in cells.models:
-                pts = _series(cells, question, strategy_of(ref), model, metric, xs, by_k)
-                lines.append((f"{label} {model}", pts, "-"))
-            if len(setups) == 1:
-                lines += _paper_series(question, strategy_of(ref), ref, xs, by_k)
-        panels.append((name, name, lines))
-    return panels
+def _companions(ability) -> list[str]:
+    return list(ability.companions) + (["gsm8k/strict"] if ability.key == "gsm8k" else [])
 
 
-def write_figures(cells: Cells, out: Path, ks: Sequence[Fraction],
-                  storage: Storage | None = None) -> list[Path]:
-    fs = paper.FRACTIONS
-    specs = {
-        "fig2_rq1_single_source.png": ability_panels(
-            cells, [("single", "rq1", RQ1_RUN.get)], fs),
-        "fig3_rq2_mixed_vs_single.png": ability_panels(
-            cells, [("single", "rq1", RQ1_RUN.get), ("mixed", "rq2", lambda _: "mix")], fs),
-        "fig4_rq3_ratio_setups.png": ability_panels(
-            cells, [(s, "rq3", lambda _, s=s: s) for s in paper.RQ3_SETUPS], fs),
-        "fig6_ablation.png": ability_panels(
-            cells, [("mix", "rq2", lambda _: "mix"), ("mix w/o code/math", "ablation",
-                                                       lambda _: "mix")], fs),
-        "fig8_dmt_k.png": ability_panels(cells, [("DMT", "rq4", lambda _: "DMT")], ks,
-                                         by_k=True),
-    }
-    written = []
-    for name, panels in specs.items():
-        figure(out / name, panels)
-        written.append(out / name)
-    if storage is not None:
-        titles = {r["run_id"]: f"{r['model']}: {r['strategy']}" + (f" (k={r['k']})" if r["k"]
-                                                                   else "")
-                  for r in cells.rows.values() if r["question"] == "tsne"}
-        written += write_tsne(storage, out, titles)
-    return written
+# ---- Markdown --------------------------------------------------------------------------------
+
+def render_question(question: str, model: str, cells: Cells, tested: list,
+                    companions: bool = False) -> str:
+    """Rows = amounts or strategies (one per column group: "single", "mixed"), then the paired
+    differences; columns = abilities (headline metrics, or their companions)."""
+    fs, ks = grid_points(cells)
+    rows = question_rows(question, fs, ks)
+    columns = [(COMPANION_TITLES[m], m) for a in ABILITIES for m in _companions(a)] \
+        if companions else [(a.title, a.metric) for a in ABILITIES]
+    by_metric = {m: a for a in ABILITIES for m in [a.metric, *_companions(a)]}
+    columns = [(t, m) for t, m in columns
+               if any((c := cells.get(model, fn(by_metric[m]), m)) and c.value is not None
+                      for _, vs in rows for fn in vs.values())]
+    if not columns:
+        return ""
+    sig = {(t.label_b, t.result.metric) for t in tested if t.significant and t.label_a == "base"}
+    deltas = {(t.label_a, t.label_b, t.result.metric): t for t in tested if t.label_a != "base"}
+    kind = "companions (low-variance)" if companions else "headline"
+    lines = [f"### {tables.TITLES[question]}: {model}, {kind}", "",
+             "| | " + " | ".join(t for t, _ in columns) + " |", "|---" * (len(columns) + 1) + "|",
+             "| base model | " + " | ".join(cell_text(cells.get(model, BASE, m), m)
+                                           for _, m in columns) + " |"]
+    for label, variants in rows:
+        for variant, fn in variants.items():
+            name = f"{label} {variant}".strip()
+            got = [cells.get(model, fn(by_metric[m]), m) for _, m in columns]
+            if any(c and c.value is not None for c in got):
+                lines.append(f"| {name} | " + " | ".join(
+                    cell_text(c, m, " *" if (name, m) in sig else "")
+                    for c, (_, m) in zip(got, columns, strict=True)) + " |")
+    pair = tables.PAIRED_VARIANTS.get(question)
+    for label, _ in rows if pair else ():
+        ts = [deltas.get((f"{label} {pair[0]}", f"{label} {pair[1]}", m)) for _, m in columns]
+        if any(ts):
+            lines.append(f"| Δ {pair[1]} − {pair[0]}, {label} | "
+                         + " | ".join(_delta_text(t) for t in ts) + " |")
+    return "\n".join(lines) + "\n"
 
 
-def write_tsne(storage: Storage, out: Path, titles: dict[str, str] | None = None) -> list[Path]:
-    """Figure 5: the coordinates evals.representations wrote for each t-SNE run, one panel
-    per run (base model, DMT(1/256)), coloured by source."""
-    import pyarrow.parquet as pq
+def _delta_text(t) -> str:
+    if t is None:
+        return "—"
+    c = compare.shown(t.result)
+    star = " *" if t.significant else ""
+    return f"{c.diff:+.3g} [{c.ci_low:+.3g}, {c.ci_high:+.3g}] p_holm={t.p_holm:.2g}{star}"
 
-    names = [n for n in storage.list("representations") if n.endswith(".parquet")]
-    if not names:
-        return []
-    panels = []
-    for name in sorted(names):
-        t = pq.read_table(storage.path(f"representations/{name}"), filesystem=storage.fs)
-        run_id = name.removesuffix(".parquet")
-        panels.append(((titles or {}).get(run_id, run_id), t.to_pydict()))
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def render_paper(question: str, cells: Cells) -> str:
+    """The paper's published numbers for the same rows (LLaMA models only)."""
+    fs, ks = grid_points(cells)
+    lines = []
+    for label, variants in question_rows(question, fs or paper.FRACTIONS, ks or paper.FRACTIONS):
+        for variant, fn in variants.items():
+            values = []
+            for model in paper.MODELS:
+                for ability in ABILITIES[:3]:
+                    spot = fn(ability)
+                    amount = spot.k if spot.strategy == "DMT" else spot.fraction
+                    v = paper.paper_value(spot.questions[0], model, spot.strategy, amount,
+                                          ability.key)
+                    values.append("" if v is None else f"{v:g}")
+            if any(values):
+                lines.append(f"| {label} {variant} | " + " | ".join(values) + " |")
+    if not lines:
+        return ""
+    head = [f"{m} {a.key}" for m in paper.MODELS for a in ABILITIES[:3]]
+    return "\n".join(["The paper's numbers for these rows (LLaMA; not results of this project):",
+                      "", "| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|",
+                      *lines]) + "\n"
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    for ax, (title, data) in zip(axes[0], panels, strict=True):
-        for source in sorted(set(data["source"])):
-            idx = [i for i, s in enumerate(data["source"]) if s == source]
-            ax.scatter([data["x"][i] for i in idx], [data["y"][i] for i in idx], s=8,
-                       label=source)
-        ax.set_title(title)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "fig5_tsne.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+
+def render_tested(tested: list) -> str:
+    if not tested:
+        return ""
+    lines = ["| family | comparison | metric | difference [95% CI] | n | p | p (Holm) | test |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in tested:
+        c = compare.shown(t.result)
+        lines.append(f"| {t.family} | {t.label_b} vs {t.label_a} | {c.metric} | {c.diff:+.3g} "
+                     f"[{c.ci_low:+.3g}, {c.ci_high:+.3g}] | {c.n} | {c.p:.2g} | "
+                     f"{t.p_holm:.2g}{' *' if t.significant else ''} | {c.test} |")
+    return "\n".join(lines) + "\n"
+
+
+HEADER = """# Results
+
+Every number is `value [95% CI] n=items`: Wilson intervals for accuracies (GSM8K, HumanEval, in
+%), bootstrap over items for MT-Bench grades, log-probabilities and losses. Several seeds print
+`mean ±sd (S seeds, n each)`. `*` marks a difference from the base model (or, in Δ columns,
+between the paired columns) that is significant at 0.05 after Holm correction within the
+question's family (exact McNemar for accuracies, paired sign-flip test otherwise). `(floor)`: 0
+of n; the interval still bounds it. "general: held-out chat loss" is a PROXY for general ability
+(loss on chats never trained on), not MT-Bench; MT-Bench is shown only when a judge graded it.
+"""
+
+
+def build_report(storage: Storage) -> tuple[str, list, Cells]:
+    cells = Cells(read_results(storage).to_pylist())
+    parts, tested_all = [HEADER], []
+    for question in questions_present(cells):
+        for model in cells.models:
+            fams = families(question, model, cells, storage, _companions)
+            tested = [t for ts in fams.values() for t in ts]
+            text = render_question(question, model, cells, tested)
+            if text:
+                parts += [text, render_question(question, model, cells, tested, True),
+                          "All comparisons of this table (B vs A, B minus A):\n",
+                          render_tested(tested)]
+                tested_all += tested
+        parts.append(render_paper(question, cells))
+    judged = {r["judged"] for r in cells.rows if r["metric"] == "mtbench/mean"}
+    if judged == {False}:
+        parts.append("MT-Bench: answers generated but not judged (no judge configured).\n")
+    return "\n".join(p for p in parts if p), tested_all, cells
 
 
 def write_report(storage: str | Storage, out: str | Path | None = None) -> Path:
-    """Tables (report.md) and figures (PNG) into `out` (default: <storage>/report locally)."""
+    """report.md, report.json and figures into `out` (default: <storage>/report locally)."""
+    from sweep.figures import write_figures
+
     storage = storage if isinstance(storage, Storage) else Storage(storage)
-    if out is None:
-        out = storage.local_path("report") if storage.is_local else Path("report")
-    out = Path(out)
+    out = Path(out) if out is not None else (
+        storage.local_path("report") if storage.is_local else Path("report"))
     out.mkdir(parents=True, exist_ok=True)
-    rows = read_results(storage).to_pylist()
-    cells = Cells(rows)
-    ks = sorted({Fraction(r["k"]) for r in rows if r["k"]} | set(paper.FRACTIONS), reverse=True)
-    (out / "report.md").write_text(render_tables(cells, ks), encoding="utf-8")
-    write_figures(cells, out, ks, storage)
+    text, tested, cells = build_report(storage)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(report_json(cells, tested), indent=1))
+    write_figures(cells, out, storage)
     return out
+
+
+ROW_KEYS = ("run_id", "question", "model", "strategy", "amounts", "fraction", "k", "seed",
+            "metric", "value", "n", "ci_low", "ci_high", "judged", "paper_value")
+
+
+def json_row(row: dict) -> dict:
+    out = {k: row.get(k) for k in ROW_KEYS}
+    out["amounts"] = {s: format_amount(a) for s, a in parse_recipe(row["amounts"])} \
+        if row["amounts"] else {}
+    return out
+
+
+def report_json(cells: Cells, tested: list) -> dict:
+    rows = [json_row(r) for r in cells.rows]
+    return {"rows": [r for r in rows if r["question"] != "base"],
+            "base": [r for r in rows if r["question"] == "base"],
+            "comparisons": [t.to_dict() for t in tested]}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m sweep.report", description=__doc__)
     p.add_argument("--storage", default="./runs/local", help="the sweep's storage (path or URI)")
-    p.add_argument("--out", help="where to write report.md and the PNGs")
+    p.add_argument("--out", help="where to write report.md, report.json and the PNGs")
+    p.add_argument("--json", action="store_true", help="print rows, base and comparisons as JSON")
+    p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="paired comparison of two runs (run ids), B minus A, every metric")
     args = p.parse_args(argv)
-    print(f"report: {write_report(args.storage, args.out)}")
+    storage = Storage(args.storage)
+    if args.compare:
+        a, b = args.compare
+        for c in compare.compare_runs(storage, [a], [b]):
+            print(compare.format_comparison(c, a, b))
+        return
+    if args.json:
+        _, tested, cells = build_report(storage)
+        print(json.dumps(report_json(cells, tested), indent=1))
+        return
+    print(f"report: {write_report(storage, args.out)}")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,16 @@
 Each finished run writes its own small file, `results/<run_id>.parquet`, atomically (a temp
 file renamed locally; one put on object stores), so a sweep killed at any moment loses no
 finished result; the directory reads back as one table. Values are in the paper's units:
-GSM8K and HumanEval in percent, MT-Bench on its 1-10 scale, null where no judge graded.
+GSM8K and HumanEval in percent, MT-Bench on its 1-10 scale, null where no judge graded; every
+value carries n and a 95% interval (Wilson for accuracies, bootstrap over items otherwise).
+Per-item outcomes go beside it, `items/<run_id>.parquet` (run_id, metric, item, value), so any
+two runs can be compared item by item later, on any machine (sweep.compare).
     python -c "from sweep.results import read_results; print(read_results('./runs/local'))"
 """
 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -32,11 +34,14 @@ SCHEMA = pa.schema([
     ("amounts", pa.string()),  # the last stage's recipe, "code=1/4,general=1/4,math=1/4"
     ("fraction", pa.string()),  # "p/q": the figure's x-axis (rq1-rq3, ablation)
     ("k", pa.string()),  # "p/q": DMT's k
+    ("seed", pa.int64()),  # replicate seed (sweep.plan.seeded); 0 = the preset's own seeds
     ("stage_ids", pa.list_(pa.string())),
     ("metric", pa.string()),  # "gsm8k/strict", "humaneval/pass@1", "mtbench/mean", ...
     ("value", pa.float64()),  # null: not judged (MT-Bench without a judge) or not measured
     ("judged", pa.bool_()),
     ("n", pa.int64()),  # examples behind the value
+    ("ci_low", pa.float64()),  # 95% interval, same units as value
+    ("ci_high", pa.float64()),
     ("tokens_trained", pa.int64()),  # over the stages this run trained itself (0 if all reused)
     ("tokens_in_stages", pa.int64()),  # over all its stages, trained here or reused
     ("wall_hours", pa.float64()),
@@ -50,12 +55,19 @@ PAPER_METRIC = {"gsm8k/strict": "gsm8k", "gsm8k/flexible": "gsm8k",
                 "humaneval/pass@1": "humaneval", "mtbench/mean": "mtbench"}
 
 
+ITEMS_DIR = "items"
+ITEM_SCHEMA = pa.schema([("run_id", pa.string()), ("metric", pa.string()),
+                         ("item", pa.string()), ("value", pa.float64())])
+
+
 @dataclass(frozen=True)
 class Measurement:
     metric: str
     value: float | None
     judged: bool = True
     n: int | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,9 +92,10 @@ def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
         rows.append({
             "run_id": run_id, "preset": preset, "question": run.question, "model": run.model,
             "strategy": run.strategy, "amounts": run.amounts_text, "fraction": fmt(run.fraction),
-            "k": fmt(run.k), "stage_ids": list(stage_ids), "metric": m.metric,
+            "k": fmt(run.k), "seed": run.seed, "stage_ids": list(stage_ids), "metric": m.metric,
             "value": None if m.value is None else float(m.value), "judged": bool(m.judged),
-            "n": m.n, "tokens_trained": cost.tokens_trained,
+            "n": m.n, "ci_low": m.ci_low, "ci_high": m.ci_high,
+            "tokens_trained": cost.tokens_trained,
             "tokens_in_stages": cost.tokens_in_stages, "wall_hours": cost.wall_hours,
             "gpu_hours": cost.gpu_hours,
             "paper_value": ref and paper.paper_value(run.question, run.model, run.strategy,
@@ -91,40 +104,92 @@ def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
     return rows
 
 
-# evals.run's metric names -> the results table's, and which are scores in [0, 1] that the
-# paper prints in percent.
+# evals.run's metric names -> the results table's; each has per-item outcomes behind it, so
+# each gets n and an interval. Scores in [0, 1] are printed in percent, as the paper does.
 METRIC_NAMES = {("gsm8k", "accuracy_strict"): "gsm8k/strict",
                 ("gsm8k", "accuracy_flexible"): "gsm8k/flexible",
+                ("gsm8k", "ref_logprob"): "gsm8k/ref_logprob",
                 ("humaneval", "pass@1"): "humaneval/pass@1",
+                ("humaneval", "ref_logprob"): "humaneval/ref_logprob",
                 ("humanevalplus", "pass@1"): "humanevalplus/pass@1",
-                ("mtbench", "score"): "mtbench/mean", ("mtbench", "score_std"): "mtbench/sd"}
+                ("humanevalplus", "ref_logprob"): "humanevalplus/ref_logprob",
+                ("mtbench", "score"): "mtbench/mean",
+                ("general_loss", "general_loss"): "general/loss"}
 PERCENT = {"gsm8k/strict", "gsm8k/flexible", "humaneval/pass@1", "humanevalplus/pass@1"}
+LOWER_IS_BETTER = {"general/loss"}  # losses; everything else (accuracy, log-prob) is higher
 
 
 def metric_name(evaluation: str, key: str) -> str | None:
-    if (evaluation, key) in METRIC_NAMES:
-        return METRIC_NAMES[(evaluation, key)]
-    if evaluation == "mtbench" and (key.startswith(("turn_", "category/"))):
-        return f"mtbench/{key.replace('score_std', 'sd')}"
-    return None  # counts and bookkeeping (problems, passed, isolation) stay in the records
+    # Per-turn and per-category MT-Bench grades, counts and bookkeeping (problems, passed,
+    # isolation) stay in the eval's own records.
+    return METRIC_NAMES.get((evaluation, key))
+
+
+def scale(metric: str, value: float | None) -> float | None:
+    """Raw eval units (fractions) -> the table's (percent for accuracies)."""
+    return None if value is None else (100.0 * value if metric in PERCENT else float(value))
+
+
+def items_of(out: dict) -> dict[str, dict[str, float]]:
+    """Per-item outcomes by results metric: {metric: {item id: raw value}}."""
+    by_metric: dict[str, dict[str, float]] = {}
+    for name, result in out.items():
+        for row in result.get("items") or ():
+            metric = metric_name(name, row["metric"])
+            if metric is not None and row.get("value") is not None:
+                by_metric.setdefault(metric, {})[str(row["item"])] = float(row["value"])
+    return by_metric
 
 
 def measurements_of(out: dict) -> list[Measurement]:
-    """evaluate()'s {eval: {"metrics", "counts", "judged"?}} as rows in the paper's units; an
-    MT-Bench without a judge gives a null mean marked not judged, never a number."""
+    """evaluate()'s {eval: {"metrics", "items", "judged"?}} as rows in the paper's units, each
+    with n and a 95% interval computed from its per-item outcomes; an MT-Bench without a judge
+    gives a null mean marked not judged, never a number."""
+    from evals.stats import interval
+
+    items = items_of(out)
     rows = []
     for name, result in out.items():
         judged = bool(result.get("judged", True))
-        counts = result.get("counts") or {}
-        n = counts.get("problems", counts.get("questions"))
         for key, value in (result.get("metrics") or {}).items():
             metric = metric_name(name, key)
             if metric is None or (value is None and judged):
                 continue
-            if value is not None and metric in PERCENT:
-                value = 100.0 * value
-            rows.append(Measurement(metric, value if judged else None, judged, n))
+            if not judged:
+                rows.append(Measurement(metric, None, False))
+                continue
+            per_item = list(items.get(metric, {}).values())
+            if not per_item:
+                raise ValueError(f"{name}/{key}: no per-item outcomes, so no interval")
+            _, lo, hi, n = interval(per_item)
+            rows.append(Measurement(metric, scale(metric, value), True, n,
+                                    scale(metric, lo), scale(metric, hi)))
     return rows
+
+
+def item_rows(run_id: str, out: dict) -> list[dict]:
+    return [{"run_id": run_id, "metric": metric, "item": item, "value": value}
+            for metric, values in sorted(items_of(out).items())
+            for item, value in sorted(values.items())]
+
+
+def write_items(storage: Storage | str, run_id: str, rows: Sequence[Mapping]) -> str:
+    """One run's per-item outcomes, into the sweep's storage (not a node's disk)."""
+    return _write_table(_storage(storage), f"{ITEMS_DIR}/{run_id}.parquet",
+                        pa.Table.from_pylist([dict(r) for r in rows], schema=ITEM_SCHEMA))
+
+
+def read_items(storage: Storage | str, run_id: str) -> dict[str, dict[str, float]]:
+    """{metric: {item: value}} of one run; an error naming the file when it has none."""
+    storage = _storage(storage)
+    rel = f"{ITEMS_DIR}/{run_id}.parquet"
+    if not storage.exists(rel):
+        raise FileNotFoundError(f"{storage.uri_of(rel)}: no per-item results for run {run_id}")
+    table = pq.read_table(storage.path(rel), filesystem=storage.fs, schema=ITEM_SCHEMA)
+    out: dict[str, dict[str, float]] = {}
+    for row in table.to_pylist():
+        out.setdefault(row["metric"], {})[row["item"]] = row["value"]
+    return out
 
 
 def result_path(run_id: str) -> str:
@@ -137,26 +202,16 @@ def has_result(storage: Storage | str, run_id: str) -> bool:
 
 def write_result(storage: Storage | str, run_id: str, rows: Sequence[Mapping]) -> str:
     """Write one run's rows; atomic, so a reader never sees half a file. Returns its URI."""
-    storage = _storage(storage)
     if not rows:
         raise ValueError(f"run {run_id}: no result rows to write (no metric was measured)")
     table = pa.Table.from_pylist([dict(r) for r in rows], schema=SCHEMA)
+    return _write_table(_storage(storage), result_path(run_id), table)
+
+
+def _write_table(storage: Storage, rel: str, table: pa.Table) -> str:
     buf = io.BytesIO()
     pq.write_table(table, buf)
-    rel = result_path(run_id)
-    if storage.is_local:
-        target = storage.local_path(rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    else:
-        storage.fs.create_dir(storage.path(RESULTS_DIR), recursive=True)
-        with storage.fs.open_output_stream(storage.path(rel)) as f:
-            f.write(buf.getvalue())
+    storage.write_bytes(rel, buf.getvalue())
     return storage.uri_of(rel)
 
 

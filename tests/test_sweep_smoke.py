@@ -1,5 +1,5 @@
-"""End to end on a local Ray: `python -m sweep.rq2 --preset smoke` (two fractions, to keep CI
-lean) killed with SIGKILL once its first run has finished, run again to completion, then run a
+"""End to end on a local Ray: `python -m sweep.rq2 --preset smoke` (one fraction: the base model,
+three single-source runs and their mix) killed with SIGKILL once its first run has finished, run again to completion, then run a
 third time. Nothing finished is lost or retrained (checked on the stage manifests and result
 files, not on timings), and the results table and the report are written."""
 
@@ -24,7 +24,7 @@ from sweep.plan import build_plan
 from sweep.results import read_results
 
 REPO = Path(__file__).resolve().parents[1]
-FRACTIONS = "1/64,1/256"
+FRACTIONS = "1/64"
 
 
 def _command(ray_dir: str) -> list[str]:
@@ -96,12 +96,19 @@ def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
         table = read_results(storage).to_pylist()
         metrics = {(r["run_id"], r["metric"]) for r in table}
         for p in plan.runs:
-            for m in ("gsm8k/flexible", "gsm8k/strict", "humaneval/pass@1", "mtbench/mean"):
+            for m in ("gsm8k/flexible", "gsm8k/strict", "gsm8k/ref_logprob", "humaneval/pass@1",
+                      "humaneval/ref_logprob", "general/loss", "mtbench/mean"):
                 assert (p.run_id, m) in metrics
         mt = [r for r in table if r["metric"] == "mtbench/mean"]
         assert all(r["value"] is None and not r["judged"] for r in mt)  # no judge configured
+        measured = [r for r in table if r["value"] is not None]
+        assert all(r["n"] > 0 and r["ci_low"] <= r["value"] <= r["ci_high"] for r in measured)
+        assert {p.run.question for p in plan.runs} == {"base", "rq1", "rq2"}
+        assert {f"{p.run_id}.parquet" for p in plan.runs} == {
+            p.name for p in storage.glob("items/*.parquet")}  # per-item outcomes in storage
         report = storage / "report"
-        assert "### Table 1" in (report / "report.md").read_text()
+        text = (report / "report.md").read_text()
+        assert "| base model |" in text and "| f=1/64 mixed |" in text
         assert (report / "fig3_rq2_mixed_vs_single.png").stat().st_size > 0
 
         out = _run(cmd, tmp_path)  # everything done: no trial starts, nothing is touched
@@ -118,18 +125,24 @@ def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
 def test_measurements_in_paper_units_and_not_judged_is_null():
     from sweep.results import measurements_of
 
+    def items(metric, values):
+        return [{"item": f"q{i}", "metric": metric, "value": v} for i, v in enumerate(values)]
+
     out = {"gsm8k": {"metrics": {"accuracy_strict": 0.25, "accuracy_flexible": 0.5},
-                     "counts": {"problems": 4}},
+                     "items": items("accuracy_strict", [1, 0, 0, 0])
+                     + items("accuracy_flexible", [1, 1, 0, 0])},
            "humaneval": {"metrics": {"pass@1": 0.125, "problems": 8, "isolation": ["bwrap"]},
-                         "counts": {"problems": 8}},
-           "mtbench": {"judged": False, "metrics": {"score": None}, "counts": {"questions": 2}}}
+                         "items": items("pass@1", [1, 0, 0, 0, 0, 0, 0, 0])},
+           "mtbench": {"judged": False, "metrics": {"score": None}}}
     got = {m.metric: (m.value, m.judged, m.n) for m in measurements_of(out)}
     assert got == {"gsm8k/strict": (25.0, True, 4), "gsm8k/flexible": (50.0, True, 4),
-                   "humaneval/pass@1": (12.5, True, 8), "mtbench/mean": (None, False, 2)}
+                   "humaneval/pass@1": (12.5, True, 8), "mtbench/mean": (None, False, None)}
     judged = {"mtbench": {"judged": True, "metrics": {"score": 6.5, "score_std": 0.1,
-                                                      "category/math": 4.0}}}
-    assert {m.metric: m.value for m in measurements_of(judged)} == {
-        "mtbench/mean": 6.5, "mtbench/sd": 0.1, "mtbench/category/math": 4.0}
+                                                      "category/math": 4.0},
+                          "items": items("score", [6.0, 7.0])}}
+    (mean,) = measurements_of(judged)  # per-category grades stay in the eval's records
+    assert (mean.metric, mean.value, mean.n) == ("mtbench/mean", 6.5, 2)
+    assert mean.ci_low == pytest.approx(6.0) and mean.ci_high == pytest.approx(7.0)
 
 
 def test_trial_job_round_trips_and_concurrency_fits_the_cluster():

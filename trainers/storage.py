@@ -79,9 +79,12 @@ class Storage:
             raise ValueError(f"{self.uri_of(rel)}: not valid JSON: {e}") from e
 
     def write_json(self, rel: str, obj: Any) -> None:
+        """Atomic, as `write_bytes`."""
+        self.write_bytes(rel, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
         """Atomic: readers see the old file or the new one, never half of one. Locally a temp
         file is renamed over the target; on object stores a single put is atomic already."""
-        data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
         if self.is_local:
             target = self.local_path(rel)
             os.replace(_write_beside(target, data), target)
