@@ -3,7 +3,9 @@
 A key is (model identity, eval name and version, decoding settings, limit, data identity); the
 model identity is a preset's name, a stage checkpoint's stage id (from its manifest.json), or a
 hash of a folder's config and weight-file stats. One JSON file per key, written atomically.
-Used by `evals.run.evaluate(..., cache_dir=DIR)`.
+Used by `evals.run.evaluate(..., cache_dir=DIR)`. A result is stored whole, its per-item
+outcomes (`items`) included; evaluate() recomputes a stored result that has none (one written
+before they existed).
 """
 
 from __future__ import annotations

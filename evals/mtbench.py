@@ -315,12 +315,29 @@ def summarize(judgments: Sequence[dict], repeats: int) -> tuple[dict, dict]:
     return metrics, counts
 
 
+def question_scores(judgments: Sequence[dict]) -> dict:
+    """question_id -> its grade: the mean over its turns of each turn's mean parsed rating
+    (over repeats). Unparsed and failed judgments are left out; a question with none parsed has
+    no grade. When every judgment parsed, the mean over questions equals `summarize`'s score
+    (each question then has the same number of ratings); otherwise `score` (FastChat's mean
+    over judgments) weights questions by their parsed judgments and the two differ slightly."""
+    turns: dict = {}
+    for j in judgments:
+        if j["error"] is None and j["score"] != UNPARSED:
+            turns.setdefault(j["question_id"], {}).setdefault(j["turn"], []).append(
+                float(j["score"]))
+    return {qid: statistics.fmean(statistics.fmean(v) for _, v in sorted(by_turn.items()))
+            for qid, by_turn in turns.items()}
+
+
 def run_mtbench(generate_fn: GenerateFn, out_dir: str | Path, *, bench: MTBench = MTBench(),
                 data: MTBenchData | None = None, judge=None, limit: int | None = None,
                 cache_dir: str | Path | None = None, model_id: str = "",
                 on_reply=None) -> dict:
     """Answers (and, with a `JudgeConfig`, judgments) written under `out_dir`; returns the
-    result: metrics, counts, records paths, version and `judged`. No judge: no score."""
+    result: metrics, counts, records paths, version, `judged` and `items` (per question
+    `{"item": str(question_id), "metric": "score", "value"}` from `question_scores`; empty when
+    not judged). No judge: no score."""
     data = data or load_mtbench(reference_model=bench.reference_model)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -329,7 +346,7 @@ def run_mtbench(generate_fn: GenerateFn, out_dir: str | Path, *, bench: MTBench 
     result = {"eval": bench.name, "version": bench.version, "judged": False,
               "records": str(out / "mtbench_answers.jsonl"), "data": data.origin,
               "counts": {"questions": len(answers), "answers": 2 * len(answers)},
-              "metrics": {"score": None}}
+              "metrics": {"score": None}, "items": []}
     if judge is None:
         return result
     cache = JudgmentCache(Path(cache_dir or out) / "mtbench_judgments_cache.jsonl")
@@ -337,7 +354,9 @@ def run_mtbench(generate_fn: GenerateFn, out_dir: str | Path, *, bench: MTBench 
     judgments = judge_answers(answers, data, client, judge.repeats)
     write_jsonl(out / "mtbench_judgments.jsonl", judgments)
     metrics, counts = summarize(judgments, judge.repeats)
-    result.update(judged=True, metrics=metrics, judgments=str(out / "mtbench_judgments.jsonl"),
-                  judge={"model": judge.model, "url": judge.url},
+    items = [{"item": str(qid), "metric": "score", "value": value}
+             for qid, value in question_scores(judgments).items()]
+    result.update(judged=True, metrics=metrics, items=items,
+                  judgments=str(out / "mtbench_judgments.jsonl"), judge={"model": judge.model, "url": judge.url},
                   counts={**result["counts"], **counts, "requests_sent": client.requests_sent})
     return result

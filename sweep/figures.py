@@ -51,6 +51,7 @@ def _panel(ax, model, ability, rows, cells: Cells) -> bool:
         drawn = True
     ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=30, fontsize=7,
                   ha="right")
+    ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_title(ability.title, fontsize=8)
     if drawn:
         ax.legend(fontsize=7)

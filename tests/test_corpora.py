@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -11,10 +12,17 @@ import pytest
 
 from trainers.corpora import (
     DEFAULT_SIZES,
+    FILES,
+    GENERATOR_VERSION,
+    add_missing_splits,
     builtin_specs,
+    chat_text,
     code_example,
     generate_code,
+    generate_general,
+    generate_general_test,
     generate_math,
+    generate_math_test,
     write_builtin_corpora,
 )
 from trainers.records import Rejects
@@ -40,7 +48,8 @@ def test_files_are_deterministic_and_labelled_synthetic(corpora, tmp_path):
 
 def test_every_source_reads_clean_in_its_real_format(corpora):
     directory, paths = corpora
-    expected = {"math": "rft", "code": "code_alpaca", "general": "sharegpt", "math_test": "gsm8k"}
+    expected = {"math": "rft", "code": "code_alpaca", "general": "sharegpt", "math_test": "gsm8k",
+                "general_test": "sharegpt"}
     specs = builtin_specs(directory)
     for name, fmt in expected.items():
         text = paths[name].read_text()
@@ -103,3 +112,70 @@ def test_chats_are_longer_multi_turn_and_some_are_code_or_math(corpora):
     nocm = read_records(specs["general_nocm"], rejects=rejects)
     assert rejects.counts["tag:code"] > 50 and rejects.counts["tag:math"] > 50
     assert len(nocm) + rejects.total == len(general)
+
+
+# sha256 (first 16 hex) of each file for seed 0 at these sizes, as GENERATOR_VERSION 1 writes them:
+# a change here changes what existing runs trained on (bump GENERATOR_VERSION, never silently)
+PINNED_SIZES = {"math": 50, "code": 20, "general": 20, "math_test": 10, "general_test": 10}
+PINNED = {"math": "75e581fa8d2158b8", "code": "eb58f432881ce656", "general": "84243f85a92e4d85",
+          "math_test": "836d0bc9c703e412", "general_test": "222c312f3c185317"}
+
+
+def test_corpus_bytes_are_pinned(tmp_path):
+    assert GENERATOR_VERSION == 1
+    paths = write_builtin_corpora(tmp_path, PINNED_SIZES)
+    assert set(paths) == set(FILES) == set(PINNED)
+    got = {name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for name, path in paths.items()}
+    assert got == PINNED
+
+
+def test_general_test_is_held_out_from_general(corpora):
+    directory, paths = corpora
+    train = json.loads(paths["general"].read_text())
+    test = json.loads(paths["general_test"].read_text())
+    assert len(test) == DEFAULT_SIZES["general_test"] == 200
+    assert [t["id"] for t in test] == [f"syn-general-test-{i:06d}" for i in range(len(test))]
+    train_texts = {chat_text(t["conversations"]) for t in train}
+    test_texts = [chat_text(t["conversations"]) for t in test]
+    assert not train_texts & set(test_texts) and len(set(test_texts)) == len(test_texts)
+    records = read_records(builtin_specs(directory)["general_test"])
+    assert len(records) == len(test) and max(len(r["messages"]) for r in records) >= 6
+
+
+def test_general_test_drops_chats_equal_to_training_ones():
+    train = generate_general(300, seed=0)
+    unfiltered = generate_general_test(200, [], seed=0)
+    clashes = {chat_text(t["conversations"]) for t in train} & \
+        {chat_text(t["conversations"]) for t in unfiltered}
+    assert clashes  # small code chats repeat by chance: the filter has work to do
+    test = generate_general_test(200, train, seed=0)
+    assert not clashes & {chat_text(t["conversations"]) for t in test}
+    # a leading model turn (a ShareGPT split) does not make a chat different
+    chat = train[0]["conversations"]
+    assert chat_text([{"from": "gpt", "value": "Sure."}, *chat]) == chat_text(chat)
+
+
+def test_math_test_supplies_300_held_out_questions():
+    math = generate_math(2000, seed=0)
+    train = {m["query"] for m in math}
+    test = generate_math_test(300, train, seed=0)
+    questions = [t["question"] for t in test]
+    assert len(test) == 300 and len(set(questions)) == 300 and not train & set(questions)
+    assert test[:200] == generate_math_test(200, train, seed=0)  # a larger split extends a smaller
+
+
+def test_a_folder_from_before_general_test_gets_it_and_keeps_its_bytes(tmp_path):
+    sizes = {"math": 30, "code": 10, "general": 25, "math_test": 5}
+    fresh = write_builtin_corpora(tmp_path / "fresh", sizes, seed=3)
+    old = write_builtin_corpora(tmp_path / "old", sizes, seed=3)
+    old["general_test"].unlink()  # as an older version wrote it: no file, no metadata entry
+    meta = json.loads((tmp_path / "old" / "metadata.json").read_text())
+    del meta["sizes"]["general_test"], meta["files"]["general_test"]
+    (tmp_path / "old" / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
+    before = {n: p.read_bytes() for n, p in old.items() if n != "general_test"}
+    paths = add_missing_splits(tmp_path / "old")
+    assert {n: p.read_bytes() for n, p in paths.items()} == \
+        {n: p.read_bytes() for n, p in fresh.items()}
+    assert {n: paths[n].read_bytes() for n in before} == before
+    assert json.loads((tmp_path / "old" / "metadata.json").read_text()) == \
+        json.loads((tmp_path / "fresh" / "metadata.json").read_text())

@@ -90,3 +90,15 @@ def test_data_identity(tmp_path):
     (folder / "question.jsonl").write_text("{}\n{}\n")
     assert data_identity(folder) != before
     assert data_identity("openai/gsm8k") == "openai/gsm8k" and data_identity(None) == ""
+
+
+def test_items_round_trip(tmp_path):
+    cache = EvalCache(tmp_path)
+    key = make_key("m", "gsm8k", "2", DECODING, 2)
+    result = {"metrics": {"accuracy_flexible": 0.5, "ref_logprob": -1.25},
+              "items": [{"item": "gsm8k/0", "metric": "accuracy_flexible", "value": 1.0},
+                        {"item": "gsm8k/1", "metric": "accuracy_flexible", "value": 0.0},
+                        {"item": "gsm8k/0", "metric": "ref_logprob", "value": -1.0},
+                        {"item": "gsm8k/1", "metric": "ref_logprob", "value": -1.5}]}
+    cache.put(key, result)
+    assert EvalCache(tmp_path).get(key) == result

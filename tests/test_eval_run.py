@@ -1,10 +1,13 @@
 """`evals.run`: MT-Bench through `evaluate` against a loopback judge, the result cache (nothing
-evaluated twice, one model load per call), and the command on the tiny model with real
+evaluated twice, one model load per call), per-item outcomes whose means are the metrics,
+per-eval limits, the table's n and 95% intervals, and the command on the tiny model with real
 generation, GSM8K and HumanEval."""
 
 from __future__ import annotations
 
 import json
+import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -15,7 +18,8 @@ from mtb_judge_server import JudgeServer
 
 from evals import mtbench
 from evals.judge import JudgeConfig
-from evals.run import evaluate, format_table
+from evals.run import evaluate, format_table, parse_limit
+from evals.stats import bootstrap_mean_ci, wilson
 
 HANDLE = ("fake model", "fake tokenizer")  # a loaded pair stands in: never loaded from disk
 
@@ -73,12 +77,25 @@ def test_mtbench_judged_end_to_end_and_cached(tmp_path, mtbench_dir):
     assert {c[2] for c in gen.calls} == {1024} and {c[3] for c in gen.calls} == {("</s>", "USER:")}
     table = format_table({"mtbench": first})
     assert "mtbench" in table and f"{first['metrics']['score']:.4f}" in table
+    # one item per question: its mean grade; one judgment did not parse, so FastChat's score
+    # (a mean over judgments) and the mean over questions differ a little
+    assert sorted(i["item"] for i in first["items"]) == sorted(
+        str(json.loads(q)["question_id"])
+        for q in (mtbench_dir / "question.jsonl").read_text().splitlines())
+    assert {i["metric"] for i in first["items"]} == {"score"}
+    assert all(1 <= i["value"] <= 10 for i in first["items"])
+    mean = statistics.fmean(i["value"] for i in first["items"])
+    assert mean == pytest.approx(first["metrics"]["score"], abs=0.2)
+    assert again["items"] == first["items"]
+    lo, hi = bootstrap_mean_ci([i["value"] for i in first["items"]])
+    assert f"[{lo:.4f}, {hi:.4f}]" in table
 
 
 def test_mtbench_without_judge_reports_not_judged(tmp_path, mtbench_dir):
     result = evaluate(HANDLE, "mtbench", out_dir=tmp_path, data={"mtbench": str(mtbench_dir)},
                       limit=2, generate_fn=FakeGenerator(), max_new_tokens=8)["mtbench"]
     assert result["judged"] is False and result["metrics"]["score"] is None
+    assert result["items"] == []  # no grades without a judge
     assert "not judged" in format_table({"mtbench": result})
     answers = Path(result["records"]).read_text().splitlines()
     assert len(answers) == 2 and len(json.loads(answers[0])["turns"]) == 2
@@ -94,6 +111,20 @@ def write_gsm8k(path: Path, n: int = 3) -> Path:
              "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"} for i in range(n)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def assert_items_are_the_metrics(result: dict) -> dict[str, list[dict]]:
+    """Every itemized metric is the mean of its items; returns the items by metric."""
+    by_metric: dict[str, list[dict]] = {}
+    for item in result["items"]:
+        assert set(item) == {"item", "metric", "value"} and isinstance(item["item"], str)
+        assert isinstance(item["value"], float)
+        by_metric.setdefault(item["metric"], []).append(item)
+    for metric, items in by_metric.items():
+        assert len({i["item"] for i in items}) == len(items), metric  # one value per item
+        mean = statistics.fmean(i["value"] for i in items)
+        assert result["metrics"][metric] == pytest.approx(mean, abs=1e-12), metric
+    return by_metric
 
 
 def test_real_generation_one_load_then_cached(tmp_path, tiny_model, tokenizer, monkeypatch):
@@ -114,9 +145,19 @@ def test_real_generation_one_load_then_cached(tmp_path, tiny_model, tokenizer, m
     for result in (gsm, he):
         lines = Path(result["records"]).read_text().splitlines()
         assert len(lines) == 2 and "completion" in json.loads(lines[0])
+        assert json.loads(lines[0])["ref_logprob"] < 0
+    gsm_items = assert_items_are_the_metrics(gsm)
+    assert set(gsm_items) == {"accuracy_strict", "accuracy_flexible", "ref_logprob"}
+    assert [i["item"] for i in gsm_items["ref_logprob"]] == ["gsm8k/0", "gsm8k/1"]
+    he_items = assert_items_are_the_metrics(he)
+    assert set(he_items) == {"pass@1", "ref_logprob"}
+    assert [i["item"] for i in he_items["pass@1"]] == ["HumanEval/0", "HumanEval/1"]
+    for result in (gsm, he):
+        assert result["metrics"]["ref_logprob"] < 0 and result["counts"]["ref_scored"] == 2
     again = evaluate((tiny_model, tokenizer), "gsm8k,humaneval", **kwargs)
     assert len(loads) == 1 and again["gsm8k"]["cached"] and again["humaneval"]["cached"]
     assert again["gsm8k"]["metrics"] == gsm["metrics"]
+    assert again["gsm8k"]["items"] == gsm["items"] and again["humaneval"]["items"] == he["items"]
     other = evaluate((tiny_model, tokenizer), "gsm8k", **{**kwargs, "limit": 1})
     assert not other["gsm8k"]["cached"] and other["gsm8k"]["metrics"]["questions"] == 1
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -133,3 +174,56 @@ def test_command_prints_a_table(tmp_path, capsys):
     assert "accuracy_flexible" in printed and "gsm8k_records.jsonl" in printed
     assert json.loads((tmp_path / "out" / "results.json").read_text())["gsm8k"]["model"] == \
         "preset:tiny_llama"
+
+
+def test_per_eval_limits_and_cache_keys(tmp_path, tiny_model, tokenizer):
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"id": f"c{i}", "messages": [
+        {"role": "user", "content": f"Say {i}."}, {"role": "assistant", "content": f"{i}."}]})
+        + "\n" for i in range(4)))
+    kwargs = {"out_dir": tmp_path / "out", "cache_dir": tmp_path / "cache",
+              "data": {"gsm8k": str(write_gsm8k(tmp_path / "gsm8k.jsonl")),
+                       "general_loss": str(chats)},
+              "model_id": "tiny-seed0", "max_new_tokens": 4}
+    first = evaluate((tiny_model, tokenizer), "gsm8k,general_loss", limit={"gsm8k": 1}, **kwargs)
+    assert first["gsm8k"]["limit"] == 1 and first["gsm8k"]["metrics"]["questions"] == 1
+    assert first["general_loss"]["limit"] is None  # not named: the full set
+    assert len(first["general_loss"]["items"]) == 4
+    again = evaluate((tiny_model, tokenizer), "gsm8k,general_loss",
+                     limit={"gsm8k": 1, "general_loss": 2}, **kwargs)
+    assert again["gsm8k"]["cached"] and not again["general_loss"]["cached"]
+    assert [i["item"] for i in again["general_loss"]["items"]] == ["c0", "c1"]
+    # a stored result from before per-item outcomes is not served: it is recomputed
+    for path in (tmp_path / "cache" / "gsm8k").glob("*.json"):
+        stored = json.loads(path.read_text())
+        del stored["result"]["items"]
+        path.write_text(json.dumps(stored))
+    third = evaluate((tiny_model, tokenizer), "gsm8k", limit={"gsm8k": 1}, **kwargs)["gsm8k"]
+    assert not third["cached"] and third["items"] == first["gsm8k"]["items"]
+    stored = list((tmp_path / "cache" / "gsm8k").glob("*.json"))
+    assert stored and all("items" in json.loads(p.read_text())["result"] for p in stored)
+    assert parse_limit("20") == 20
+    assert parse_limit("gsm8k=20,mtbench=none") == {"gsm8k": 20, "mtbench": None}
+
+
+def test_table_shows_n_and_95_percent_intervals():
+    items = [{"item": f"gsm8k/{i}", "metric": m, "value": float(i < k)}
+             for m, k in (("accuracy_strict", 1), ("accuracy_flexible", 3)) for i in range(10)]
+    logprobs = [-1.0 - i / 10 for i in range(10)]
+    items += [{"item": f"gsm8k/{i}", "metric": "ref_logprob", "value": v}
+              for i, v in enumerate(logprobs)]
+    result = {"metrics": {"accuracy_strict": 0.1, "accuracy_flexible": 0.3,
+                          "ref_logprob": statistics.fmean(logprobs)},
+              "items": items, "wall_s": 3.0, "records": "r.jsonl"}
+    lines = format_table({"gsm8k": result}).splitlines()
+    cells = [re.split(r"\s{2,}", line.strip()) for line in lines]
+    assert cells[0] == ["eval", "metric", "value", "95% CI", "n", "time", "records"]
+    lo, hi = wilson(3, 10)
+    assert cells[1] == ["gsm8k", "accuracy_flexible", "0.3000", f"[{lo:.4f}, {hi:.4f}]", "10",
+                        "3s", "r.jsonl"]  # the headline first
+    lo, hi = wilson(1, 10)
+    assert cells[2] == ["accuracy_strict", "0.1000", f"[{lo:.4f}, {hi:.4f}]", "10"]
+    lo, hi = bootstrap_mean_ci(logprobs)
+    assert cells[3] == ["ref_logprob", "-1.4500", f"[{lo:.4f}, {hi:.4f}]", "10"]
+    old = format_table({"gsm8k": {"metrics": {"accuracy_flexible": 0.5}, "cached": True}})
+    assert re.split(r"\s{2,}", old.splitlines()[1])[2:4] == ["0.5000", "-"]  # no items

@@ -17,16 +17,30 @@ ASSET = Path(__file__).parent / "assets" / "eval_gsm8k.jsonl"
 @pytest.mark.parametrize(("reply", "strict", "flexible"), [
     ("She has 3 + 4 = 7 apples.\n#### 7", "7", "7"),
     ("#### 1,000", "1,000", "1,000"),
-    ("So 5 boxes. The answer is 12.", None, "12"),
-    ("The answer is: $1,234.50.", None, "$1,234.50"),
+    ("So 5 boxes. The answer is 12.", None, "12."),
+    ("The answer is: $1,234.50.", None, "$1,234.50."),
     ("First 3, then 4, so 18.00 dollars", None, "18.00"),
     ("The final answer is -3 degrees", None, "-3"),
     ("no number here", None, None),
-    ("#### 4 but the answer is 5", "4", "4"),  # strict wins when present
+    # lm-eval's flexible-extract: the last number, even after the "####" line
+    ("#### 5\nSo 6", "5", "6"),
+    ("#### 4 but the answer is 5", "4", "5"),
+    ("7 apples, then...", None, "..."),  # a last match without a digit (scores wrong, as there)
 ])
 def test_extraction(reply, strict, flexible):
     assert gsm8k.extract_strict(reply) == strict
     assert gsm8k.extract_flexible(reply) == flexible
+
+
+def test_flexible_follows_lm_eval_regex():
+    # lm-evaluation-harness gsm8k.yaml, flexible-extract: regex, group_select -1, first group
+    assert gsm8k.FLEXIBLE.pattern == r"(-?[$0-9.,]{2,})|(-?[0-9]+)"
+    questions = gsm8k.load_problems(ASSET)
+    target = questions[0].target
+    record = gsm8k.score_one(questions[0], f"#### {target}\nSo {target + 1}")
+    assert record["strict_correct"] and not record["flexible_correct"]
+    record = gsm8k.score_one(questions[0], f"I think {target}.")  # trailing dot normalised
+    assert record["flexible_correct"] and not record["strict_correct"]
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -46,6 +60,12 @@ def test_score_counts_missing_and_accepts_lists_or_ids():
     assert metrics["accuracy_strict"] == 0.5  # only the "####" replies count strictly
     assert metrics["accuracy_flexible"] == 0.75
     assert [r["flexible_correct"] for r in records] == [True, True, False, True]
+    items = gsm8k.items(records)
+    assert len(items) == 2 * len(questions)
+    for metric in ("accuracy_strict", "accuracy_flexible"):
+        values = [i["value"] for i in items if i["metric"] == metric]
+        assert [i["item"] for i in items if i["metric"] == metric] == [q.id for q in questions]
+        assert set(values) <= {0.0, 1.0} and sum(values) / len(values) == metrics[metric]
     metrics, _ = gsm8k.score(questions, {"gsm8k/1": "#### 3"})
     assert (metrics["scored"], metrics["missing"], metrics["accuracy_strict"]) == (1, 3, 1.0)
     with pytest.raises(ValueError, match="3 replies for 4"):

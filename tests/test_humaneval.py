@@ -53,6 +53,31 @@ def test_repeated_signatures_pass_in_the_sandbox(problems):
     assert metrics["passed"] == 3, [r["reason"] for r in records]
 
 
+def test_reference_reply_is_what_extraction_takes_and_it_passes(problems):
+    for p in problems:
+        reply = humaneval.reference_reply(p)
+        assert reply.startswith("```python\n") and reply.endswith("\n```")
+        assert humaneval.extract_code(reply) == (p.prompt + p.canonical_solution).strip("\n")
+    chosen = [problems[i] for i in (0, 2, 32)]  # 2's prompt opens with blank lines
+    metrics, records = humaneval.score(chosen, {p.task_id: [humaneval.reference_reply(p)]
+                                                for p in chosen})
+    assert metrics["passed"] == 3, [r["reason"] for r in records]
+
+
+def test_items_are_per_task_pass_at_1(problems):
+    records = [{"task_id": "HumanEval/0", "passed": True, "isolation": "bwrap"},
+               {"task_id": "HumanEval/1", "passed": False, "isolation": "bwrap"}]
+    items = humaneval.items(problems[:3], records)
+    assert items == [{"item": "HumanEval/0", "metric": "pass@1", "value": 1.0},
+                     {"item": "HumanEval/1", "metric": "pass@1", "value": 0.0}]
+    metrics = humaneval.summarize(problems[:3], records)
+    assert sum(i["value"] for i in items) / len(items) == metrics["pass@1"]
+    several = [{"task_id": "HumanEval/0", "passed": v, "isolation": "bwrap"}
+               for v in (True, False, False)]
+    (item,) = humaneval.items(problems[:1], several)
+    assert item["value"] == pytest.approx(humaneval.summarize(problems[:1], several)["pass@1"])
+
+
 @pytest.mark.parametrize(("n", "c", "k"), [(1, 1, 1), (1, 0, 1), (10, 3, 1), (10, 3, 5),
                                            (200, 17, 10), (5, 5, 3), (5, 0, 5)])
 def test_pass_at_k_matches_the_papers_product_form(n, c, k):

@@ -161,6 +161,7 @@ def test_answers_two_turns_with_fastchat_temperatures(wheel_data):
 def test_without_a_judge_no_score(tmp_path, wheel_data):
     result = run_mtbench(fake_generate([]), tmp_path, data=one_per_category(wheel_data))
     assert result["judged"] is False and result["metrics"] == {"score": None}
+    assert result["items"] == []
     assert len(Path(result["records"]).read_text().splitlines()) == 8
 
 
@@ -219,3 +220,30 @@ def test_judge_failures_are_counted_not_scored(tmp_path, wheel_data):
         result = run_mtbench(fake_generate([]), tmp_path, data=data, judge=judge)
     assert result["counts"]["failed"] == 2 and result["counts"]["scored"] == 0
     assert result["metrics"]["score"] is None and result["judged"] is True
+
+
+def test_question_scores_mean_over_turns_of_parsed_grades():
+    def j(qid, turn, repeat, score, error=None):
+        return {"question_id": qid, "turn": turn, "repeat": repeat, "score": score,
+                "error": error, "category": "writing"}
+
+    judgments = [j(81, 1, 0, 8), j(81, 1, 1, 6), j(81, 2, 0, 4), j(81, 2, 1, -1),
+                 j(82, 1, 0, 9), j(82, 2, 0, 3, error="timeout"),
+                 j(83, 1, 0, -1), j(83, 2, 0, -1, error="x")]
+    # 81: turn 1 (8 + 6) / 2 = 7, turn 2 4 (the unparsed repeat left out) -> 5.5
+    # 82: only turn 1 counts -> 9; 83: nothing parsed -> no grade
+    assert mtbench.question_scores(judgments) == {81: 5.5, 82: 9.0}
+
+
+def test_items_average_to_the_score_when_every_judgment_parses(tmp_path, wheel_data):
+    data = one_per_category(wheel_data)
+    with JudgeServer([]) as server:
+        judge = JudgeConfig(url=server.url, model="gpt-4", repeats=2, max_concurrency=4,
+                            backoff_base_s=0.01, backoff_max_s=0.05)
+        result = run_mtbench(fake_generate([]), tmp_path, data=data, judge=judge)
+    assert result["counts"]["unparsed"] == 0 and result["counts"]["failed"] == 0
+    items = result["items"]
+    assert [i["item"] for i in items] == [str(q["question_id"]) for q in data.questions]
+    assert {i["metric"] for i in items} == {"score"}
+    mean = statistics.fmean(i["value"] for i in items)
+    assert mean == pytest.approx(result["metrics"]["score"], abs=1e-12)

@@ -2,8 +2,12 @@
 
 `math` (GSM8K-RFT query/response, several reasoning paths per question, answers end `#### N`),
 `code` (Code Alpaca instruction/input/output of small, correct Python functions), `general`
-(ShareGPT multi-turn chats, longer, some about code or math) and `math_test` (GSM8K
-question/answer, no question shared with `math`). Every id starts `syn-`. Try it:
+(ShareGPT multi-turn chats, longer, some about code or math), and two held-out splits that are
+never trained on: `math_test` (GSM8K question/answer, no question shared with `math`; any size,
+e.g. 300+) and `general_test` (ShareGPT chats from their own seeded stream, none equal to a
+`general` chat of the same seed and size; scored by evals' `general_loss`). Each corpus has its
+own seeded stream, so adding a corpus never changes another's bytes. Every id starts `syn-`.
+Try it:
     python -c "from trainers.corpora import write_builtin_corpora as w; print(w('/tmp/corpora'))"
 """
 
@@ -15,10 +19,14 @@ from pathlib import Path
 
 from trainers.sources import SourceSpec, make_spec
 
-DEFAULT_SIZES = {"math": 2000, "code": 1000, "general": 1000, "math_test": 200}
+DEFAULT_SIZES = {"math": 2000, "code": 1000, "general": 1000, "math_test": 200,
+                 "general_test": 200}
 FILES = {"math": ("math_rft.jsonl", "rft"), "code": ("code_alpaca.json", "code_alpaca"),
          "general": ("general_sharegpt.json", "sharegpt"),
-         "math_test": ("math_test_gsm8k.jsonl", "gsm8k")}
+         "math_test": ("math_test_gsm8k.jsonl", "gsm8k"),
+         "general_test": ("general_test_sharegpt.json", "sharegpt")}
+# Bumped only when the bytes of an existing corpus change for a given seed and size (adding
+# general_test, a corpus of its own stream, changed none).
 GENERATOR_VERSION = 1
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jamal",
          "Kira", "Liam", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sami", "Tara"]
@@ -268,17 +276,45 @@ def _topic_chat(r: random.Random) -> list[tuple[str, str]]:
     return turns
 
 
+def _general_chat(r: random.Random) -> list[dict]:
+    """One ShareGPT conversation; like ShareGPT V3 splits, about 3% open with the model's turn."""
+    kind = r.random()
+    pairs = _code_chat(r) if kind < 0.1 else _math_chat(r) if kind < 0.2 else _topic_chat(r)
+    conv = [t for u, a in pairs for t in ({"from": "human", "value": u},
+                                          {"from": "gpt", "value": a})]
+    if r.random() < 0.03:
+        conv.insert(0, {"from": "gpt", "value": "Sure, here is the rest of my answer."})
+    return conv
+
+
 def generate_general(n: int, seed: int = 0) -> list[dict]:
-    """ShareGPT rows; like ShareGPT V3 splits, about 3% open with the model's turn."""
-    r, rows = random.Random(f"general-{seed}"), []
-    for i in range(n):
-        kind = r.random()
-        pairs = _code_chat(r) if kind < 0.1 else _math_chat(r) if kind < 0.2 else _topic_chat(r)
-        conv = [t for u, a in pairs for t in ({"from": "human", "value": u},
-                                              {"from": "gpt", "value": a})]
-        if r.random() < 0.03:
-            conv.insert(0, {"from": "gpt", "value": "Sure, here is the rest of my answer."})
-        rows.append({"id": f"syn-general-{i:06d}", "conversations": conv})
+    """ShareGPT rows. One stream per seed, so the first k rows of any n >= k are the same."""
+    r = random.Random(f"general-{seed}")
+    return [{"id": f"syn-general-{i:06d}", "conversations": _general_chat(r)} for i in range(n)]
+
+
+def chat_text(conversations: list[dict]) -> tuple[str, ...]:
+    """What makes two chats equal: their turns' texts, a leading model turn left out (the
+    loaders drop it, so a chat with and one without it train and test alike)."""
+    turns = list(conversations)
+    if len(turns) > 1 and turns[0]["from"] == "gpt":
+        turns = turns[1:]
+    return tuple(f"{t['from']}: {t['value']}" for t in turns)
+
+
+def generate_general_test(n: int, train_rows: list[dict], seed: int = 0) -> list[dict]:
+    """Held-out ShareGPT rows from their own stream, none equal (`chat_text`) to a training row
+    or to an earlier test row; ids `syn-general-test-NNNNNN` numbered as kept."""
+    r = random.Random(f"general-test-{seed}")
+    seen = {chat_text(row["conversations"]) for row in train_rows}
+    rows: list[dict] = []
+    while len(rows) < n:
+        conv = _general_chat(r)
+        key = chat_text(conv)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append({"id": f"syn-general-test-{len(rows):06d}", "conversations": conv})
     return rows
 
 
@@ -296,15 +332,19 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 def write_builtin_corpora(directory, sizes: dict[str, int] | None = None,
                           seed: int = 0) -> dict[str, Path]:
-    """Write the four synthetic corpora and a README saying they are synthetic."""
+    """Write the synthetic corpora (three to train on, two held out) and a README saying they
+    are synthetic. The held-out splits exclude what the training corpora of this seed and these
+    sizes hold."""
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     math_rows = generate_math(sizes["math"], seed)
+    general_rows = generate_general(sizes["general"], seed)
     rows = {"math": math_rows, "code": generate_code(sizes["code"], seed),
-            "general": generate_general(sizes["general"], seed),
+            "general": general_rows,
             "math_test": generate_math_test(sizes["math_test"], {m["query"] for m in math_rows},
-                                            seed)}
+                                            seed),
+            "general_test": generate_general_test(sizes["general_test"], general_rows, seed)}
     paths = {}
     for name, (filename, _) in FILES.items():
         paths[name] = out / filename
@@ -319,9 +359,33 @@ def write_builtin_corpora(directory, sizes: dict[str, int] | None = None,
     return paths
 
 
+def add_missing_splits(directory) -> dict[str, Path]:
+    """Complete a corpora folder written before `general_test` existed: write the split for the
+    seed and sizes its metadata.json records (the default size for the new split), leaving
+    every existing file's bytes as they are; metadata.json then lists it. Returns every file."""
+    out = Path(directory)
+    meta = json.loads((out / "metadata.json").read_text())
+    seed, sizes = meta.get("seed", 0), {**DEFAULT_SIZES, **meta.get("sizes", {})}
+    path = out / FILES["general_test"][0]
+    if not path.is_file():
+        train = generate_general(sizes["general"], seed)
+        _write(path, generate_general_test(sizes["general_test"], train, seed))
+        meta["sizes"] = sizes
+        meta["files"] = {k: v[0] for k, v in FILES.items()}
+        _write_text(out / "metadata.json", json.dumps(meta, indent=1) + "\n")
+    return {name: out / filename for name, (filename, _) in FILES.items()}
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def builtin_specs(directory) -> dict[str, SourceSpec]:
-    """SourceSpecs of the built-in corpora in `directory`, plus `general_nocm` (general minus
-    samples tagged code or math)."""
+    """SourceSpecs of the built-in corpora in `directory` (the held-out `math_test` and
+    `general_test` included: evaluation data, never a training source), plus `general_nocm`
+    (general minus samples tagged code or math)."""
     d = Path(directory)
     specs = {name: SourceSpec(name, str(d / f), fmt) for name, (f, fmt) in FILES.items()}
     specs["general_nocm"] = make_spec("general_nocm", str(d / FILES["general"][0]), "sharegpt")
