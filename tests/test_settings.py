@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from trainers import backends
 from trainers.backends import deepspeed_config, make_scheduler, warmup_steps
 from trainers.metrics import device_peak_flops
 from trainers.settings import SettingsError, TrainSettings
@@ -21,6 +22,9 @@ def test_paper_defaults():
     assert s.resolved_precision(use_gpu=True) == "bf16"
     assert s.resolved_precision(use_gpu=False) == "fp32"
     assert TrainSettings(precision="bf16").resolved_precision(use_gpu=False) == "bf16"
+    assert s.precision_mode(use_gpu=True) == "bf16-deepspeed"
+    assert s.precision_mode(use_gpu=False) == "fp32"
+    assert TrainSettings(precision="bf16", backend="ddp").precision_mode(True) == "bf16-autocast"
     assert s.resolved_backend(use_gpu=True) == "deepspeed" and s.zero_stage == 3
 
 
@@ -89,3 +93,31 @@ def test_peak_flops_table_picks_the_most_specific_name():
     assert device_peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
     assert device_peak_flops("NVIDIA H200") == 989e12
     assert device_peak_flops("Some CPU") is None
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    with_bf16, without = tmp_path / "zen4", tmp_path / "zen2"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n\n"
+                         "processor\t: 1\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert backends.cpu_has_native_bf16(str(with_bf16))
+    assert not backends.cpu_has_native_bf16(str(without))
+    assert not backends.cpu_has_native_bf16(str(tmp_path / "missing"))
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_refused(monkeypatch, tiny_model):
+    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    for backend in ("ddp", "deepspeed"):
+        settings = TrainSettings(precision="bf16", backend=backend, global_batch=2, micro_batch=2)
+        with pytest.raises(SettingsError, match=r"precision='bf16'.*\"fp32\" or \"auto\""):
+            backends.build_backend(tiny_model, settings, total_steps=1, grad_accum=1,
+                                   use_gpu=False, device="cpu")
+    with pytest.raises(SettingsError, match="no native bf16"):
+        backends.TorchBackend(tiny_model, TrainSettings(), total_steps=1, device="cpu",
+                              precision="bf16")
+    # fp32 and auto (fp32 on CPU) are what the message offers, and they work.
+    for precision in ("fp32", "auto"):
+        backend = backends.build_backend(
+            tiny_model, TrainSettings(precision=precision, backend="ddp"), total_steps=1,
+            grad_accum=1, use_gpu=False, device="cpu")
+        assert backend.precision_mode == "fp32"

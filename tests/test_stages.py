@@ -114,7 +114,24 @@ def test_stage_folder_is_a_loadable_model_with_its_manifest(tmp_path):
     assert m["rejected"] == {"general": {"reading": {"bad": 1}, "formatting": {"overlong": 1}}}
     assert m["settings"]["epochs"] == 1 and m["tokens_seen"] == 123 and m["loss_curve"] == [2, 1]
     assert m["model_source"] == first.path and m["code_version"]
+    # Read from the saved safetensors headers; "auto" resolves to fp32 on CPU.
+    assert m["saved_dtype"] == "float32" and m["precision"] == "fp32"
     assert not storage.exists(f"{stage_rel(second.stage_id)}/.lock")
+
+
+def test_saved_dtype_is_read_from_the_checkpoint_files(tmp_path):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from trainers.stages import saved_dtype
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16,
+                                         num_hidden_layers=1, num_attention_heads=2))
+    model.save_pretrained(tmp_path / "fp32")
+    model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    assert saved_dtype(tmp_path / "fp32") == "float32"
+    assert saved_dtype(tmp_path / "bf16") == "bfloat16"
+    assert saved_dtype(tmp_path) is None  # no safetensors file directly in it
 
 
 def test_concurrent_runs_train_each_missing_stage_once(tmp_path):

@@ -4,11 +4,19 @@ The loop (trainers/loop.py) only calls `forward`, `accumulating`, `backward`, `s
 `save_checkpoint`/`load_checkpoint` and `save_hf`, so it never branches on the backend.
 `TorchBackend` runs in-process without any process group (tests) or under DDP (gloo on CPU,
 nccl on GPU). `DeepSpeedBackend` builds its config from TrainSettings; it runs on CPU here.
+
+Precision: weights are never trained in pure low precision (AdamW steps of lr 2e-5 round away
+in bf16). "bf16" keeps fp32 master weights: TorchBackend runs the forward under
+`torch.autocast(<device type>, torch.bfloat16)`, on CPU as on CUDA; DeepSpeed's bf16 mode
+computes with bf16 weights and steps fp32 master copies held by its ZeRO optimizer. Either way
+the checkpoint written is the fp32 master weights. A bf16 request on a CPU without native bf16
+instructions is refused (`check_precision`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from pathlib import Path
@@ -16,7 +24,38 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from trainers.settings import TrainSettings
+from trainers.settings import SettingsError, TrainSettings, precision_mode
+
+# /proc/cpuinfo flags of x86 CPUs that compute bf16 natively (AVX512-BF16: Cooper Lake, Zen 4
+# and later; AMX-BF16: Sapphire Rapids and later). Without them oneDNN emulates bf16 matmuls.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has native bf16 instructions (a flag in NATIVE_BF16_FLAGS); False when
+    /proc/cpuinfo cannot be read (not Linux). Cached: the flags never change while running."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+    return bool(flags & NATIVE_BF16_FLAGS)
+
+
+def check_precision(precision: str, device) -> None:
+    """Refuse bf16 on a CPU without native bf16: emulated bf16 is several times slower than
+    fp32 there and buys nothing (the weights stay fp32 either way)."""
+    if precision == "bf16" and torch.device(device).type == "cpu" and not cpu_has_native_bf16():
+        raise SettingsError(
+            "TrainSettings.precision='bf16' on CPU: this CPU has no native bf16 instructions "
+            f"(none of {sorted(NATIVE_BF16_FLAGS)} in /proc/cpuinfo), so bf16 would be emulated, "
+            "several times slower than fp32 for nothing; use precision=\"fp32\" or \"auto\" "
+            "(fp32 on CPUs, bf16 on GPUs)")
 
 
 def dist_world() -> tuple[int, int]:
@@ -111,13 +150,16 @@ class TorchBackend:
         self.settings = settings
         self.device = torch.device(device)
         self.rank, self.world_size = dist_world()
+        check_precision(precision, self.device)
         self.precision = precision
-        # On CPU bf16 means pure bf16 weights (measured 1.5-2x faster than fp32 here); on GPU
-        # it means fp32 master weights under autocast, the usual mixed precision.
-        self._autocast = precision == "bf16" and self.device.type == "cuda"
-        if precision == "bf16" and not self._autocast:
-            model = model.to(torch.bfloat16)
-        self.module = model.to(self.device)
+        # bf16 = fp32 master weights (what AdamW updates and what is saved) with the forward
+        # under autocast, on CPU as on CUDA. Never pure bf16 weights: with those, most AdamW
+        # updates at lr 2e-5 are smaller than half a bf16 ulp and vanish (measured on the tiny
+        # model: 3 steps moved 29% of the non-embedding weights, against 100% in fp32 and
+        # under autocast; tests/test_learning_signal.py).
+        self._autocast = precision == "bf16"
+        self.precision_mode = precision_mode(precision, self.name)
+        self.module = model.to(device=self.device, dtype=torch.float32)
         self.optimizer = make_optimizer(self.module, settings)
         self.scheduler = make_scheduler(self.optimizer, settings, total_steps)
         self.model = self.module
@@ -128,8 +170,8 @@ class TorchBackend:
             self.model = DistributedDataParallel(self.module, device_ids=ids)
 
     def forward(self, **inputs):
-        ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if self._autocast
-               else contextlib.nullcontext())
+        ctx = (torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+               if self._autocast else contextlib.nullcontext())
         with ctx:
             return self.model(**inputs)
 
@@ -219,6 +261,11 @@ class DeepSpeedBackend:
         self.settings = settings
         self.device = torch.device(device)
         self.rank, self.world_size = dist_world()
+        check_precision(precision, self.device)
+        # DeepSpeed's bf16 casts the module to bf16 for compute, but its ZeRO optimizer steps
+        # fp32 master copies (never pure bf16 training); those masters are what gets saved.
+        self.bf16 = precision == "bf16"
+        self.precision_mode = precision_mode(precision, self.name)
         self.config = deepspeed_config(settings, grad_accum=grad_accum, precision=precision)
         optimizer = make_optimizer(model, settings)
         scheduler = make_scheduler(optimizer, settings, total_steps)
@@ -260,12 +307,34 @@ class DeepSpeedBackend:
         return float(self.engine.get_lr()[0])
 
     def state_dict_for_save(self) -> dict | None:
-        """Full weights on rank 0 (ZeRO-3 gathers shards layer by layer); a collective."""
-        if self.settings.zero_stage == 3:
+        """Full fp32 weights on rank 0 (ZeRO-3 gathers shards layer by layer); a collective.
+        Under bf16 the module holds bf16 copies: the optimizer's fp32 masters are gathered."""
+        if self.bf16:
+            state = self._fp32_master_state_dict()
+        elif self.settings.zero_stage == 3:
             state = self.engine._zero3_consolidated_16bit_state_dict()
         else:
             state = self.module.state_dict()
         return state if self.rank == 0 else None
+
+    def _fp32_master_state_dict(self) -> dict:
+        """Every parameter's fp32 master (gathered on all ranks in the same order: each gather
+        is a collective), buffers as the module holds them; tied weights share one tensor."""
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        state, gathered = {}, {}
+        for name, param in self.module.named_parameters(remove_duplicate=False):
+            if id(param) not in gathered:
+                full = safe_get_full_fp32_param(param)
+                if full is None:
+                    raise RuntimeError(f"DeepSpeed holds no fp32 master for {name}")
+                gathered[id(param)] = full.detach().to("cpu", torch.float32).clone()
+            state[name] = gathered[id(param)]
+        for prefix, module in self.module.named_modules():
+            for name, buf in module.named_buffers(recurse=False):
+                if buf is not None and name not in module._non_persistent_buffers_set:
+                    state[f"{prefix}.{name}" if prefix else name] = buf.detach().cpu().clone()
+        return state
 
     def save_checkpoint(self, directory: Path) -> None:
         self.engine.save_checkpoint(str(directory), tag="zero")
@@ -281,6 +350,12 @@ class DeepSpeedBackend:
         state = self.state_dict_for_save()  # every rank joins the gather
         if self.rank == 0:
             self.module.save_pretrained(directory, state_dict=state)
+            if self.bf16:
+                # save_pretrained records the module's dtype (its bf16 compute copies); the
+                # weights written are the fp32 masters, so the config must say float32 (a
+                # dtype="auto" load would otherwise round them to bf16).
+                self.module.config.dtype = "float32"
+                self.module.config.save_pretrained(directory)
             tokenizer.save_pretrained(directory)
             (directory / "deepspeed_config.json").write_text(json.dumps(self.config, indent=1))
 
@@ -289,6 +364,7 @@ def build_backend(model, settings: TrainSettings, *, total_steps: int, grad_accu
                   use_gpu: bool, device):
     """The backend the settings ask for ("auto": DeepSpeed on GPUs, DDP on CPUs)."""
     precision = settings.resolved_precision(use_gpu)
+    check_precision(precision, device)  # before any model work
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False

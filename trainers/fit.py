@@ -75,6 +75,12 @@ def build_trainer(cfg: FitConfig):
     from trainers.pipeline import data_config
 
     cfg.settings.grad_accum(cfg.workers)  # fail on the driver, before any worker starts
+    if not cfg.use_gpu:
+        # A clear SettingsError here rather than a failed (and retried) worker group: CPU
+        # training runs on this machine's CPUs (the backends check again on each worker).
+        from trainers.backends import check_precision
+
+        check_precision(cfg.settings.resolved_precision(False), "cpu")
     rows = cfg.rows_per_epoch or count_rows_per_epoch(cfg.dataset, cfg.settings.epochs)
     job = WorkerJob(model=cfg.model, tokenizer=cfg.tokenizer, settings=cfg.settings,
                     rows_per_epoch=rows, use_gpu=cfg.use_gpu, model_params=cfg.model_params,

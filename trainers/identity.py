@@ -19,7 +19,10 @@ from typing import Any
 # a change to the loss, formatting/template, selection, epoch order, optimizer schedule or saving.
 # Old stages then stop matching and are retrained instead of silently reused. Pure refactors and
 # speedups that give the same weights do not bump it.
-CODE_VERSION = "1"
+# "2": bf16 on CPU used to train pure bf16 weights, where most AdamW updates at lr 2e-5 round
+# away (the weights barely move); bf16 now keeps fp32 master weights under autocast and saves
+# fp32. Stages trained the old way must never be reused, so every id changed.
+CODE_VERSION = "2"
 
 ID_HEX_CHARS = 16  # 64 bits: collisions are out of reach for the few thousand stages of a sweep
 

@@ -357,7 +357,8 @@ def _report_final(backend, state: TrainState, tokenizer, plan: StepPlan, rank: i
     with tempfile.TemporaryDirectory(prefix=f"final-r{rank}-") as tmp:
         directory = Path(tmp)
         backend.save_hf(directory, tokenizer)  # a collective under ZeRO-3
-        metrics = {**summary(state), "total_steps": plan.total_steps, "final": True}
+        metrics = {**summary(state), "total_steps": plan.total_steps, "final": True,
+                   "precision": backend.precision_mode}
         if rank == 0:
             (directory / "train_state.json").write_text(json.dumps(state.to_dict()))
             (directory / "train_summary.json").write_text(json.dumps(metrics, indent=1))

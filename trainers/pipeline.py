@@ -96,6 +96,9 @@ def _stats(t: TokenStats) -> str:
     return f"total {t.total}  mean {t.mean}  p95 {t.p95}  max {t.max}"
 
 
+HELD_OUT = frozenset({"math_test", "general_test"})  # the built-in corpora's test splits
+
+
 # ---- driver side: read, validate, select -------------------------------------------------------
 
 def select_sources(recipe: Recipe, specs: dict[str, SourceSpec], seed: int, strict: bool = False,
@@ -105,6 +108,8 @@ def select_sources(recipe: Recipe, specs: dict[str, SourceSpec], seed: int, stri
     for source, amount in recipe:
         if source not in specs:
             raise KeyError(f"recipe names source {source!r}; known: {sorted(specs)}")
+        if source in HELD_OUT:  # evaluation items: training on them would void every score
+            raise ValueError(f"recipe names {source!r}, a held-out test split; never train on it")
         spec, rejects = specs[source], Rejects()
         records = read_records(spec, strict=strict, rejects=rejects, max_chars=max_chars)
         chosen = select(records, amount, seed, source)

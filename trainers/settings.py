@@ -22,6 +22,16 @@ class SettingsError(ValueError):
     """A setting that cannot work, with the field and the reason in the message."""
 
 
+def precision_mode(precision: str, backend: str) -> str:
+    """A resolved precision ("fp32"/"bf16") and backend ("ddp"/"deepspeed") -> what manifests
+    record: "fp32", "bf16-autocast" (fp32 weights, bf16 autocast forward) or "bf16-deepspeed"
+    (bf16 compute copies, fp32 masters in DeepSpeed's optimizer). Both bf16 modes keep fp32
+    master weights."""
+    if precision == "fp32":
+        return "fp32"
+    return "bf16-deepspeed" if backend == "deepspeed" else "bf16-autocast"
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     epochs: int = 3
@@ -37,7 +47,13 @@ class TrainSettings:
     micro_batch: int = 2  # samples per forward pass per worker (FastChat: 2 per GPU x 8 GPUs)
     max_len: int = 2048
     overlong: str = "truncate"
-    # "auto": bf16 on GPUs, fp32 on CPUs. CPU bf16 is pure bf16 (fastest there, less exact).
+    # "fp32", "bf16" or "auto" (bf16 on GPUs, fp32 on CPUs). Weights are never trained in pure
+    # bf16 (AdamW steps of lr 2e-5 round away): "bf16" keeps fp32 master weights, which are
+    # what AdamW updates and what checkpoints hold. DDP runs the forward under
+    # torch.autocast(<device type>, bfloat16), on CPU as on CUDA; DeepSpeed computes with bf16
+    # copies and steps fp32 masters in its ZeRO optimizer. On a CPU without native bf16
+    # (no avx512_bf16/amx_bf16) "bf16" is refused: emulated, it is several times slower than
+    # fp32 and buys nothing; use "fp32" or "auto" there.
     precision: str = "auto"
     gradient_checkpointing: bool = False
     packing: bool = False  # pack each micro-batch into one row: same samples, no padding
@@ -94,6 +110,10 @@ class TrainSettings:
         if self.backend == "auto":
             return "deepspeed" if use_gpu else "ddp"
         return self.backend
+
+    def precision_mode(self, use_gpu: bool) -> str:
+        """How the weights are trained: "fp32", "bf16-autocast" (DDP) or "bf16-deepspeed"."""
+        return precision_mode(self.resolved_precision(use_gpu), self.resolved_backend(use_gpu))
 
     def to_dict(self) -> dict:
         out = asdict(self)

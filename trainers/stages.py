@@ -9,6 +9,7 @@ processes missing the same stage train it once. Run it through `python -m traine
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import socket
 import time
@@ -266,6 +267,12 @@ def build_manifest(planned: PlannedStage, start_from: str, sources_fp: dict, rep
         "settings_fingerprint": fingerprint_settings(planned.settings),
         "sources": {s: sources_fp.get(s) for s, _ in planned.recipe},
         "code_version": CODE_VERSION,
+        # How the weights were trained ("fp32", "bf16-autocast", "bf16-deepspeed": fp32 masters
+        # in every case), as the worker reports it, else as the settings resolve.
+        "precision": (outcome.metrics or {}).get("precision")
+        or planned.settings.precision_mode(ex.use_gpu),
+        # Read from the saved files, not assumed: "float32" (the master weights) expected.
+        "saved_dtype": saved_dtype(outcome.path),
         **data_counts(data),
         "data_report": data,
         "tokens_seen": outcome.tokens_seen,
@@ -278,6 +285,35 @@ def build_manifest(planned: PlannedStage, start_from: str, sources_fp: dict, rep
         "use_gpu": ex.use_gpu,
         "trained_on": socket.gethostname(),
     })
+
+
+# safetensors dtype codes of floating tensors -> torch's names.
+SAFETENSORS_FLOATS = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                      "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+
+
+def saved_dtypes(checkpoint: str | Path) -> list[str]:
+    """The dtypes of the floating tensors in a checkpoint folder's safetensors files (a local
+    path or a URI), read from each file's header (8-byte little-endian length, then JSON)."""
+    text = str(checkpoint)
+    fs, root = (pafs.FileSystem.from_uri(text) if "://" in text
+                else (pafs.LocalFileSystem(), str(Path(text).resolve())))
+    names = set()
+    for info in fs.get_file_info(pafs.FileSelector(root)):
+        if info.type != pafs.FileType.File or not info.base_name.endswith(".safetensors"):
+            continue
+        with fs.open_input_stream(info.path) as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        names.update(SAFETENSORS_FLOATS[t["dtype"]] for key, t in header.items()
+                     if key != "__metadata__" and t["dtype"] in SAFETENSORS_FLOATS)
+    return sorted(names)
+
+
+def saved_dtype(checkpoint: str | Path) -> str | None:
+    """One name ("float32") when every floating tensor has that dtype, "+"-joined names when
+    they differ, None when the folder has no safetensors file."""
+    return "+".join(saved_dtypes(checkpoint)) or None
 
 
 def data_counts(report: Any) -> dict:
