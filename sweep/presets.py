@@ -121,7 +121,7 @@ def local() -> Preset:
     about 24; 2 epochs; packing (same samples and loss, no padding tokens to pay for on a CPU);
     max_len 256 (the built-in math and code samples are shorter, general chats are cut).
     MT-Bench is generated and judged only with a judge (DMT_JUDGE_URL/DMT_JUDGE_MODEL); without
-    one, general ability is the labelled proxy `general_loss` on 100 held-out chats."""
+    one, general ability is the labelled proxy `general_loss` on 60 held-out chats."""
     judge_url, judge_model = os.environ.get("DMT_JUDGE_URL"), os.environ.get("DMT_JUDGE_MODEL")
     return Preset(
         name="local",
@@ -134,7 +134,7 @@ def local() -> Preset:
         evaluation=Evaluation(names=("gsm8k", "humaneval") + judged_or_proxy(judge_url,
                                                                              judge_model),
                               limits=(("gsm8k", 100), ("humaneval", 20), ("mtbench", 10),
-                                      ("general_loss", 100)),
+                                      ("general_loss", 60)),
                               judge_url=judge_url, judge_model=judge_model,
                               gsm8k="builtin:math_test", max_new_tokens=160),
         storage="./runs/local",

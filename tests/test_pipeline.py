@@ -181,3 +181,11 @@ def test_token_columns_are_lists_even_when_rows_are_equally_long():
     assert table.schema.field("input_ids").type == pa.list_(pa.int64())
     assert table.schema.field("labels").type == pa.list_(pa.int64())
     assert len(set(table["n_tokens"].to_pylist())) == 1
+
+
+def test_held_out_test_splits_are_never_trained_on(specs):
+    from trainers.pipeline import select_sources
+
+    for split in ("math_test", "general_test"):
+        with pytest.raises(ValueError, match="held-out test split"):
+            select_sources(make_recipe([(split, Fraction(1))]), specs, seed=0)
