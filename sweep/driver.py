@@ -21,9 +21,11 @@ from sweep import plan as planning
 from sweep.grid import Run, run_from_dict, run_to_dict
 from sweep.presets import (
     Preset,
+    builtin_specs,
     gpus_per_run,
     preset_from_dict,
     preset_to_dict,
+    source_specs,
     workers_for,
 )
 from sweep.results import (
@@ -66,38 +68,6 @@ class SweepSummary:
         return "\n".join(lines + [f"  FAILED {rid}: {why}" for rid, why in self.failed.items()])
 
 
-# ---- data ----------------------------------------------------------------------------------
-
-def source_specs(preset: Preset, storage: Storage) -> dict:
-    """name -> SourceSpec. Built-in corpora are written once into the storage, named by their
-    content, so every trial and worker on any node reads the same bytes."""
-    if preset.sources:
-        return {s.name: s for s in preset.sources}
-    return builtin_specs(preset, storage)
-
-
-def builtin_specs(preset: Preset, storage: Storage) -> dict:
-    """The built-in corpora (training and held-out test splits), written once into the
-    storage in a folder named by everything that fixes their bytes."""
-    from trainers.corpora import FILES, GENERATOR_VERSION, write_builtin_corpora
-    from trainers.sources import SourceSpec
-
-    rel = "corpora/" + content_hash({"sources": planning.sources_fingerprint(preset),
-                                     "sizes": sorted(map(list, preset.corpus_sizes)),
-                                     "generator_version": GENERATOR_VERSION,
-                                     "seed": preset.data_seed})
-    if not storage.exists(f"{rel}/metadata.json"):
-        local = Path(tempfile.mkdtemp(prefix="corpora-"))
-        write_builtin_corpora(local, dict(preset.corpus_sizes), seed=preset.data_seed)
-        storage.upload_dir(local, rel)
-    specs = {name: SourceSpec(name, storage.uri_of(f"{rel}/{filename}"), fmt)
-             for name, (filename, fmt) in FILES.items()}
-    general = specs["general"]
-    specs["general_nocm"] = dataclasses.replace(general, name="general_nocm",
-                                                exclude_tags=("code", "math"))
-    return specs
-
-
 # ---- one trial -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -109,7 +79,8 @@ class TrialJob:
     preset: Preset
 
     def to_config(self) -> dict:
-        point = " ".join(f"{n}={v}" for n, v in (("f", self.run.fraction), ("k", self.run.k))
+        point = " ".join(f"{n}={v}" for n, v in (("f", self.run.fraction), ("k", self.run.k),
+                                                  ("seed", self.run.seed or None))
                          if v is not None)
         return {"run_id": self.run_id, "question": self.run.question,
                 "strategy": self.run.strategy, "amounts": point or self.run.amounts_text,

@@ -128,11 +128,11 @@ def assert_items_are_the_metrics(result: dict) -> dict[str, list[dict]]:
 
 
 def test_real_generation_one_load_then_cached(tmp_path, tiny_model, tokenizer, monkeypatch):
-    from evals import run
+    from evals import runners
 
     loads = []
-    real_load = run._load
-    monkeypatch.setattr(run, "_load", lambda m: loads.append(m) or real_load(m))
+    real_load = runners._load
+    monkeypatch.setattr(runners, "_load", lambda m: loads.append(m) or real_load(m))
     kwargs = {"limit": 2, "out_dir": tmp_path / "out", "cache_dir": tmp_path / "cache",
               "data": {"gsm8k": str(write_gsm8k(tmp_path / "gsm8k.jsonl"))},
               "model_id": "tiny-seed0", "max_new_tokens": 8}
