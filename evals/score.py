@@ -68,7 +68,8 @@ def score_gsm8k(path: str, data: str | None) -> dict:
     completions = read_completions(path, resolve)
     # GSM8K has one reply per question: a duplicate is counted and its later copies ignored
     metrics, records = gsm8k.score(questions, {k: v[0] for k, v in completions.by_id.items()})
-    return _result("gsm8k", gsm8k.GSM8K.version, metrics, records, completions)
+    return _result("gsm8k", gsm8k.GSM8K.version, metrics, records, completions,
+                   gsm8k.items(records))
 
 
 def score_humaneval(path: str, data: str | None, plus: bool, workers: int | None) -> dict:
@@ -87,26 +88,39 @@ def score_humaneval(path: str, data: str | None, plus: bool, workers: int | None
     completions = read_completions(path, resolve)
     metrics, records = humaneval.score(problems, completions.by_id, plus=plus, workers=workers)
     spec = humaneval.HUMANEVAL_PLUS if plus else humaneval.HUMANEVAL
-    return _result(spec.name, spec.version, metrics, records, completions)
+    return _result(spec.name, spec.version, metrics, records, completions,
+                   humaneval.items(problems, records))
 
 
-def _result(name, version, metrics, records, completions: Completions) -> dict:
+def _result(name, version, metrics, records, completions: Completions, items) -> dict:
     counts = {"lines": completions.counts["lines"], "scored": metrics["scored"],
               "missing": metrics["missing"], "unknown_ids": completions.counts["unknown_ids"],
               "duplicates": completions.counts["duplicates"],
               "unknown_examples": completions.unknown_examples}
     return {"eval": name, "version": version, "metrics": metrics, "counts": counts,
-            "verdicts": records}
+            "items": items, "verdicts": records}
+
+
+def _with_interval(result: dict, metric: str) -> str:
+    """'0.4200 [95% CI 0.3280, 0.5179] n=100' from the per-item outcomes."""
+    from evals.stats import interval
+
+    mean, lo, hi, n = interval([i["value"] for i in result["items"] if i["metric"] == metric])
+    if n == 0:
+        return "- (n=0)"
+    return f"{mean:.4f} [95% CI {lo:.4f}, {hi:.4f}] n={n}"
 
 
 def summary(result: dict) -> str:
     m, c = result["metrics"], result["counts"]
     if result["eval"] == "gsm8k":
-        score = (f"accuracy strict {m['accuracy_strict']:.4f}, "
-                 f"flexible {m['accuracy_flexible']:.4f}")
+        score = (f"accuracy strict {_with_interval(result, 'accuracy_strict')}, "
+                 f"flexible {_with_interval(result, 'accuracy_flexible')}")
     else:
-        passes = ", ".join(f"{k} {v:.4f}" for k, v in m.items() if k.startswith("pass@"))
-        score = f"{passes} ({m['passed']} problems passed; isolation {', '.join(m['isolation'])})"
+        passes = ", ".join(f"{k} {v:.4f}" for k, v in m.items()
+                           if k.startswith("pass@") and k != "pass@1")
+        score = (f"pass@1 {_with_interval(result, 'pass@1')}{', ' if passes else ''}{passes} "
+                 f"({m['passed']} problems passed; isolation {', '.join(m['isolation'])})")
     return (f"{result['eval']}: {score}\n  scored {c['scored']}, missing {c['missing']}, "
             f"unknown ids {c['unknown_ids']}, duplicates {c['duplicates']} "
             f"(from {c['lines']} lines)")

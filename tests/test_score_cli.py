@@ -38,7 +38,9 @@ def test_gsm8k_by_id_and_question_with_counts(tmp_path, capsys):
     assert result["metrics"]["accuracy_flexible"] == pytest.approx(2 / 3)
     assert [v["flexible_correct"] for v in result["verdicts"]] == [True, True, False]
     score.main(["--eval", "gsm8k", "--completions", str(completions), "--data", str(ASSET)])
-    assert "accuracy strict 0.3333, flexible 0.6667" in capsys.readouterr().out
+    # Wilson 95% intervals of 1/3 and 2/3 (n = 3 scored): [0.0615, 0.7923], [0.2077, 0.9385]
+    assert ("accuracy strict 0.3333 [95% CI 0.0615, 0.7923] n=3, "
+            "flexible 0.6667 [95% CI 0.2077, 0.9385] n=3") in capsys.readouterr().out
 
 
 def test_humaneval_samples_are_judged_in_the_sandbox(tmp_path, capsys):
