@@ -17,7 +17,7 @@ from fractions import Fraction
 from sweep import grid, presets
 from sweep.presets import Preset
 from trainers.recipe import parse_amount
-from trainers.sources import SourceSpec
+from trainers.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
 
 
 def parse_fractions(text: str) -> tuple[Fraction, ...]:
@@ -91,10 +91,12 @@ def override_sources(preset: Preset, locations: dict[str, str]) -> tuple[SourceS
     unknown = sorted(set(locations) - names)
     if unknown:
         raise SystemExit(f"--source: unknown sources {unknown}; known: {sorted(names)}")
-    # general_nocm reads the same file as general unless it is named itself.
-    if "general" in locations and "general_nocm" not in locations:
-        locations["general_nocm"] = locations["general"]
-    return tuple(replace(s, location=locations.get(s.name, s.location)) for s in preset.sources)
+    specs = {s.name: replace(s, location=locations.get(s.name, s.location))
+             for s in preset.sources}
+    # general_nocm follows a new general unless it is named itself.
+    if NOCM_BASE in locations and NOCM not in locations and NOCM in specs:
+        specs[NOCM] = derive_nocm(specs[NOCM_BASE])
+    return tuple(specs.values())
 
 
 def main(question: str, argv: Sequence[str] | None = None) -> int:

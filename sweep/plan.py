@@ -15,9 +15,11 @@ from fractions import Fraction
 from sweep.grid import Run
 from sweep.presets import Preset, gpus_per_run, train_settings
 from trainers import identity
+from trainers.builtin_sources import builtin_fingerprint
 from trainers.model import PRESETS as MODEL_PRESETS
 from trainers.recipe import Amount, format_recipe
 from trainers.selection import count_for
+from trainers.sources import NOCM, NOCM_BASE
 
 # Samples per source in the paper (GRID.md: GSM8K-RFT 110,142; Code Alpaca 20,022; ShareGPT
 # ~86,060; ShareGPT without code/math ~63K, section 4.2).
@@ -74,7 +76,7 @@ def corpus_sizes(preset: Preset) -> dict[str, int]:
     if preset.sources:
         return dict(PAPER_SIZES)
     sizes = dict(preset.corpus_sizes)
-    sizes.setdefault("general_nocm", sizes["general"])  # an upper bound: tagging removes some
+    sizes.setdefault(NOCM, sizes[NOCM_BASE])  # an upper bound: tagging removes some
     return sizes
 
 
@@ -99,31 +101,24 @@ def stage_gpu_hours(model: str, tokens: int, preset: Preset) -> float | None:
 
 
 def sources_fingerprint(preset: Preset) -> dict:
-    """What identifies each source, as trainers.identity hashes it (built-ins by name)."""
+    """What identifies each source, as trainers.identity hashes it: the preset's own sources
+    by where they are, the built-in corpora by what fixes their bytes (trainers.builtin_sources)."""
     if preset.sources:
         return identity.fingerprint_sources({s.name: s for s in preset.sources})
-    from trainers.corpora import GENERATOR_VERSION
-
-    # Built-in corpora are written into each storage; what fixes their bytes is the generator's
-    # version, the sizes and the seed, not the folder they land in.
-    sizes = dict(preset.corpus_sizes)
-    return identity.fingerprint_sources({
-        name: {"location": f"builtin:{name}", "generator_version": GENERATOR_VERSION,
-               "size": sizes.get(name.removesuffix("_nocm")), "seed": preset.data_seed,
-               "exclude_tags": "code,math" if name.endswith("_nocm") else ""}
-        for name in MEAN_TOKENS})
+    return builtin_fingerprint(dict(preset.corpus_sizes), preset.data_seed)
 
 
 SEED_VARIES = ("both", "data", "train")
 
 
-def seeded(run: Run, preset: Preset):
+def seeded(run: Run, preset: Preset, workers: int | None = None):
     """(settings, data seed) of one replicate. Seed s offsets the data seed (which subset is
     selected and in which order) and the training seed (initialisation of anything random,
     dropout) by s, or only one of them (`preset.seed_varies`). Seed 0 is the preset itself, so
     adding seeds never renames the runs already done. The built-in corpora stay those of
-    `preset.data_seed`: a replicate draws another subset of the same data, not other data."""
-    settings = train_settings(preset, run.model)
+    `preset.data_seed`: a replicate draws another subset of the same data, not other data.
+    `workers`: Train workers when not the preset's (the finetune command's --workers)."""
+    settings = train_settings(preset, run.model, workers)
     if preset.seed_varies not in SEED_VARIES:
         raise ValueError(f"seed_varies={preset.seed_varies!r}: one of {SEED_VARIES}")
     data_seed = preset.data_seed

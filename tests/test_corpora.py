@@ -179,3 +179,30 @@ def test_a_folder_from_before_general_test_gets_it_and_keeps_its_bytes(tmp_path)
     assert {n: paths[n].read_bytes() for n in before} == before
     assert json.loads((tmp_path / "old" / "metadata.json").read_text()) == \
         json.loads((tmp_path / "fresh" / "metadata.json").read_text())
+
+
+def test_builtin_sources_are_written_once_into_a_content_named_folder(tmp_path, monkeypatch):
+    """The one writer the sweep and the finetune command share: the folder is named by sizes,
+    seed and generator version; a second call finds it (metadata.json, written last) and
+    rewrites nothing; general_nocm is general less code and math."""
+    from trainers import builtin_sources as bs
+    from trainers.storage import Storage
+
+    sizes = {"math": 6, "code": 4, "general": 4, "math_test": 3, "general_test": 3}
+    storage = Storage(tmp_path / "runs")
+    specs = bs.write_builtin_sources(storage, sizes, seed=2)
+    folder = bs.builtin_folder(sizes, 2)
+    assert folder.startswith("corpora/") and folder != bs.builtin_folder(sizes, 3)
+    assert storage.exists(f"{folder}/metadata.json") and not storage.exists(f"{folder}.lock")
+    assert set(specs) == set(FILES) | {"general_nocm"}
+    assert specs["math"].location == storage.uri_of(f"{folder}/{FILES['math'][0]}")
+    assert specs["general_nocm"].location == specs["general"].location
+    assert specs["general_nocm"].exclude_tags == ("code", "math")
+    assert len(read_records(specs["math"])) == 6
+
+    monkeypatch.setattr(bs, "write_builtin_corpora", lambda *a, **k: pytest.fail("rewritten"))
+    assert bs.write_builtin_sources(storage, sizes, seed=2) == specs
+    fp = bs.builtin_fingerprint(sizes, 2)
+    assert set(fp) == {"math", "code", "general", "general_nocm"}
+    assert fp["general_nocm"]["size"] == fp["general"]["size"] == "4"
+    assert fp["general_nocm"]["exclude_tags"] == "code,math" and fp["math"]["exclude_tags"] == ""

@@ -17,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from trainers.sources import SourceSpec, make_spec
+from trainers.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
 
 DEFAULT_SIZES = {"math": 2000, "code": 1000, "general": 1000, "math_test": 200,
                  "general_test": 200}
@@ -386,7 +386,11 @@ def builtin_specs(directory) -> dict[str, SourceSpec]:
     """SourceSpecs of the built-in corpora in `directory` (the held-out `math_test` and
     `general_test` included: evaluation data, never a training source), plus `general_nocm`
     (general minus samples tagged code or math)."""
-    d = Path(directory)
-    specs = {name: SourceSpec(name, str(d / f), fmt) for name, (f, fmt) in FILES.items()}
-    specs["general_nocm"] = make_spec("general_nocm", str(d / FILES["general"][0]), "sharegpt")
-    return specs
+    return specs_of({name: str(Path(directory) / f) for name, (f, _) in FILES.items()})
+
+
+def specs_of(locations: dict[str, str]) -> dict[str, SourceSpec]:
+    """SourceSpecs of the built-in corpora at `locations` (name -> file path or URI), plus
+    `general_nocm` derived from `general`."""
+    specs = {name: SourceSpec(name, locations[name], fmt) for name, (_, fmt) in FILES.items()}
+    return {**specs, NOCM: derive_nocm(specs[NOCM_BASE])}

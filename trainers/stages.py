@@ -3,7 +3,7 @@ trained there (one `fit_stage` per stage), whoever else needs it at the same tim
 
 `stages/<stage_id>/` holds the final weights in HF format plus `manifest.json`, written last:
 its presence means the stage is complete. `stages/<stage_id>/.lock` is a `Lease` so that two
-processes missing the same stage train it once. Run it through `python -m trainers.finetune`.
+processes missing the same stage train it once. Run it through `python -m sweep.finetune`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from trainers.identity import (
     fingerprint_settings,
     fingerprint_sources,
     model_id,
-    stage_id,
+    stage_ids,
 )
 from trainers.recipe import format_recipe
 from trainers.settings import TrainSettings
@@ -77,19 +77,18 @@ def plan_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any], *,
     sources (default: the specs' location/format/...); cheap, no torch or ray."""
     if not stages:
         raise ValueError("a strategy needs at least one stage")
-    fp = fingerprint_sources(sources_fp if sources_fp is not None else specs)
-    plan, parent = [], model_id(model)
-    for index, stage in enumerate(stages):
-        recipe = getattr(stage, "recipe", stage)
+    recipes = [tuple(getattr(stage, "recipe", stage)) for stage in stages]
+    for index, recipe in enumerate(recipes):
         missing = sorted({s for s, _ in recipe} - set(specs))
         if missing:
             raise ValueError(f"stage {index} ({format_recipe(recipe)}) reads sources {missing} "
                              f"that are not given; known: {sorted(specs)}")
-        chosen = resolve_settings(stage, settings)
-        sid = stage_id(parent, recipe, chosen, seed, fp)
-        plan.append(PlannedStage(index, sid, parent, tuple(recipe), chosen))
-        parent = sid
-    return plan
+    chosen = [resolve_settings(stage, settings) for stage in stages]
+    fp = fingerprint_sources(sources_fp if sources_fp is not None else specs)
+    ids = stage_ids(model, recipes, chosen, seed, fp)
+    parents = [model_id(model), *ids[:-1]]
+    return [PlannedStage(i, sid, parent, recipe, s)
+            for i, (sid, parent, recipe, s) in enumerate(zip(ids, parents, recipes, chosen))]
 
 
 def read_manifest(storage: Storage, sid: str) -> dict | None:

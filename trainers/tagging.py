@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 CODE, MATH = "code", "math"
+NOCM_TAGS = (CODE, MATH)  # what general_nocm leaves out (trainers.sources.derive_nocm)
 PARSE_FAILED = "tagger:parse_failed"  # a model answer with no readable tags: counted, never removed
 
 
@@ -150,7 +151,7 @@ class NocmReport:
                 f"{self.parse_failures}")
 
 
-def removal_report(tag_sets: list[set[str]], exclude: Iterable[str] = (CODE, MATH)) -> NocmReport:
+def removal_report(tag_sets: list[set[str]], exclude: Iterable[str] = NOCM_TAGS) -> NocmReport:
     exclude = tuple(exclude)
     by_tag = Counter({tag: 0 for tag in exclude})
     removed = 0
@@ -163,7 +164,7 @@ def removal_report(tag_sets: list[set[str]], exclude: Iterable[str] = (CODE, MAT
 
 
 def filter_general_nocm(
-    records: list[dict], tagger: Tagger, exclude: Iterable[str] = (CODE, MATH)
+    records: list[dict], tagger: Tagger, exclude: Iterable[str] = NOCM_TAGS
 ) -> tuple[list[dict], NocmReport]:
     """Records without any `exclude` tag, and the report of what was removed and why."""
     exclude = tuple(exclude)
@@ -306,7 +307,7 @@ def tag_dataset(ds, tagger: Tagger, *, batch_size: int = 16, concurrency: int = 
                           batch_size=batch_size, concurrency=concurrency, **resources)
 
 
-def filter_tagged_dataset(ds, exclude: Iterable[str] = (CODE, MATH)):
+def filter_tagged_dataset(ds, exclude: Iterable[str] = NOCM_TAGS):
     """A tagged dataset without the `exclude` tags, and the report (reads the tags column once;
     materialize `ds` first to avoid tagging twice)."""
     exclude = tuple(exclude)

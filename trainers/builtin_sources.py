@@ -1,0 +1,78 @@
+"""The built-in corpora (trainers.corpora) as training sources of a run storage: written once
+into `corpora/<content hash>/` of the storage, so every process and node reads the same bytes,
+and the fingerprint that stands for them in stage ids. The sweep and the finetune command both
+come here, so the same stage gets the same id whichever of them plans it.
+    python -c "from trainers.builtin_sources import builtin_folder as f; print(f({}, 0))"
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainers.corpora import FILES, GENERATOR_VERSION, specs_of, write_builtin_corpora
+from trainers.identity import content_hash, fingerprint_sources
+from trainers.sources import NOCM, NOCM_BASE, SourceSpec
+from trainers.tagging import NOCM_TAGS
+
+if TYPE_CHECKING:  # the fingerprint is cheap: dry runs import no pyarrow through here
+    from trainers.storage import Storage
+
+METADATA = "metadata.json"  # written last: its presence means the folder is complete
+TRAINED_ON = ("math", "code", "general")  # the corpora a recipe may name (with general_nocm)
+
+
+def builtin_fingerprint(sizes: Mapping[str, int], seed: int) -> dict:
+    """What identifies each built-in training source in a stage id: the generator's version,
+    the size and the seed fix its bytes, not the folder it lands in. `sizes` as the preset
+    gives them (a size not given is None here; the generator uses its default)."""
+    def fields(name: str, corpus: str, exclude: tuple[str, ...] = ()) -> dict:
+        return {"location": f"builtin:{name}", "generator_version": GENERATOR_VERSION,
+                "size": sizes.get(corpus), "seed": seed, "exclude_tags": ",".join(exclude)}
+
+    out = {name: fields(name, name) for name in TRAINED_ON}
+    out[NOCM] = fields(NOCM, NOCM_BASE, NOCM_TAGS)
+    return fingerprint_sources(out)
+
+
+def builtin_folder(sizes: Mapping[str, int], seed: int) -> str:
+    """The storage folder of the corpora of these sizes and this seed, named by everything
+    that fixes their bytes."""
+    return "corpora/" + content_hash({"sources": builtin_fingerprint(sizes, seed),
+                                     "sizes": sorted(map(list, sizes.items())),
+                                     "generator_version": GENERATOR_VERSION, "seed": seed})
+
+
+def write_builtin_sources(storage: Storage, sizes: Mapping[str, int], seed: int, *,
+                          poll_s: float = 1.0) -> dict[str, SourceSpec]:
+    """name -> SourceSpec of the built-in corpora in `storage` (the held-out `math_test` and
+    `general_test` included, and `general_nocm`), writing them first if no process has. One
+    writer at a time (a lease); the others wait for its metadata.json."""
+    from trainers.storage import Lease
+
+    rel = builtin_folder(sizes, seed)
+    lease = Lease(storage, f"{rel}.lock")
+    while not storage.exists(f"{rel}/{METADATA}"):
+        if not lease.try_acquire():
+            time.sleep(poll_s)
+            continue
+        try:
+            if not storage.exists(f"{rel}/{METADATA}"):
+                _write(storage, rel, sizes, seed)
+        finally:
+            lease.release()
+    return specs_of({name: storage.uri_of(f"{rel}/{filename}")
+                     for name, (filename, _) in FILES.items()})
+
+
+def _write(storage: Storage, rel: str, sizes: Mapping[str, int], seed: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="corpora-") as tmp:
+        local = Path(tmp)
+        write_builtin_corpora(local, dict(sizes), seed=seed)
+        metadata = (local / METADATA).read_bytes()
+        (local / METADATA).unlink()
+        storage.upload_dir(local, rel)
+        storage.write_bytes(f"{rel}/{METADATA}", metadata)
