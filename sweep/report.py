@@ -32,8 +32,6 @@ def grid_points(cells: Cells) -> tuple[list[Fraction], list[Fraction]]:
 
 def questions_present(cells: Cells) -> list[str]:
     asked = {r["question"] for r in cells.rows}
-    if "rq2" in asked:
-        asked.add("rq2")
     return [q for q in QUESTIONS if q in asked]
 
 
