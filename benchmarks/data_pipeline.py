@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.corpora import DEFAULT_SIZES, builtin_specs, write_builtin_corpora
-from trainers.recipe import make_recipe
+from trainers.data.corpora import DEFAULT_SIZES, builtin_specs, write_builtin_corpora
+from trainers.data.recipe import make_recipe
 
 SOURCES = ("math", "code", "general")
 
@@ -30,7 +30,7 @@ def scaled_sizes(records: int) -> dict[str, int]:
 
 
 def run_ours(recipe, specs, tokenizer: str, max_len: int, batch_size: int) -> tuple[int, float]:
-    from trainers.pipeline import build_stage_dataset
+    from trainers.data.pipeline import build_stage_dataset
 
     start = time.perf_counter()
     dataset, report = build_stage_dataset(recipe, specs, tokenizer, seed=0, epochs=1,
@@ -44,8 +44,8 @@ def run_ours(recipe, specs, tokenizer: str, max_len: int, batch_size: int) -> tu
 
 def _hf_normalize(fmt: str):
     """HF-side normalization into messages with the same readers' converters."""
-    from trainers.records import check_messages, content_id
-    from trainers.sources import CONVERTERS, _Bad
+    from trainers.data.records import check_messages, content_id
+    from trainers.data.sources import CONVERTERS, _Bad
 
     def convert(row):
         try:
@@ -63,9 +63,9 @@ def _hf_normalize(fmt: str):
 def run_hf(recipe, specs, tokenizer_name: str, max_len: int, batch_size: int, cpus: int):
     import datasets
 
-    from trainers.formatting import FormatError, tokenize_conversation
+    from trainers.data.formatting import FormatError, tokenize_conversation
+    from trainers.data.selection import count_for, order_key, selection_key
     from trainers.model import load_tokenizer
-    from trainers.selection import count_for, order_key, selection_key
 
     datasets.disable_caching()
     start = time.perf_counter()

@@ -28,9 +28,9 @@ def mix_counts(n: int) -> dict[str, int]:
 
 
 def corpora_samples(n: int, max_len: int, tokenizer, seed: int) -> list[dict]:
-    from trainers.corpora import builtin_specs, write_builtin_corpora
-    from trainers.formatting import tokenize_conversation
-    from trainers.sources import read_records
+    from trainers.data.corpora import builtin_specs, write_builtin_corpora
+    from trainers.data.formatting import tokenize_conversation
+    from trainers.data.sources import read_records
 
     counts = mix_counts(n)
     directory = tempfile.mkdtemp(prefix="bench-corpora-")
@@ -117,7 +117,7 @@ def run_trainer(model_name, samples, batch, steps, warmup, packing, precision, t
             self.ends.append(time.perf_counter())
 
     model = build_model(model_name, seed=0)
-    model.config.use_cache = False  # else packed rows attend across samples (trainers/collate.py)
+    model.config.use_cache = False  # else packed rows attend across samples (trainers/data/collate.py)
     collator = (DataCollatorWithFlattening(return_position_ids=True) if packing
                 else DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
     args = TrainingArguments(

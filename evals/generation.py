@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from evals.records import EvalSpec
-from trainers.template import eos_text_for, generation_prompt
+from trainers.data.template import eos_text_for, generation_prompt
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("questions", nargs="+")
     args = parser.parse_args(argv)
-    from trainers.template import STOP
+    from trainers.data.template import STOP
 
     replies = generate(args.model, [[{"role": "user", "content": q}] for q in args.questions],
                        max_new_tokens=args.max_new_tokens, stop=STOP)

@@ -20,7 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from evals.records import EvalSpec, RecordError, iter_jsonl
-from trainers.template import STOP
+from trainers.data.template import STOP
 
 # version 2: flexible = lm-eval's flexible-extract (last number, even after "####"); per-item
 # outcomes and ref_logprob in the result

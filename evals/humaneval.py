@@ -23,7 +23,7 @@ from pathlib import Path
 
 from evals.records import EvalSpec, RecordError
 from evals.sandbox import Limits, PlusTests, check_function
-from trainers.template import STOP
+from trainers.data.template import STOP
 
 # version 2: per-item outcomes and ref_logprob in the result
 HUMANEVAL = EvalSpec("humaneval", version="2", max_new_tokens=512, stop=STOP)

@@ -3,9 +3,9 @@
 Two uses, both teacher-forced (one forward pass per batch, no generation):
 - `ref_logprob` (GSM8K, HumanEval): the mean log-probability per token (natural log, so <= 0;
   higher is better) of the benchmark's reference answer, written as the reply the model is asked
-  for, conditioned on exactly the generation prompt (`trainers.template.generation_prompt`) and
+  for, conditioned on exactly the generation prompt (`trainers.data.template.generation_prompt`) and
   followed by the end-of-turn token the model is trained to emit. The target tokens are the ones
-  training labels (`trainers.formatting.tokenize_conversation` of the conversation with that
+  training labels (`trainers.data.formatting.tokenize_conversation` of the conversation with that
   reply); `reference_row` checks that the tokens before them are exactly the generation
   prompt's. Accuracy sits at the floor for small models and few steps; this moves smoothly
   (as DataDecide uses it), so two runs can be told apart before either solves anything.
@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from trainers.formatting import IGNORE, FormatError, tokenize_conversation
-from trainers.records import Rejects
-from trainers.template import TEMPLATE_NAME, eos_text_for, generation_prompt
+from trainers.data.formatting import IGNORE, FormatError, tokenize_conversation
+from trainers.data.records import Rejects
+from trainers.data.template import TEMPLATE_NAME, eos_text_for, generation_prompt
 
 NO_LIMIT = 10**9  # reference answers are never truncated
 
@@ -207,25 +207,17 @@ def default_general_data() -> Path:
     """The built-in `general_test` chats (seed 0, default sizes): disjoint from the built-in
     `general` training corpus of seed 0 with up to `DEFAULT_SIZES["general"]` chats (a smaller
     corpus of the same seed is a prefix of that one). Written into the cache once."""
-    from filelock import FileLock
+    from trainers.data.builtin_sources import cached_builtin_specs
 
-    from trainers.corpora import FILES, add_missing_splits
-    from trainers.data import builtin_corpora_dir
-
-    directory = builtin_corpora_dir()
-    path = directory / FILES["general_test"][0]
-    if not path.is_file():  # a cache folder written before general_test existed
-        with FileLock(str(directory) + ".lock"):
-            add_missing_splits(directory)
-    return path
+    return Path(cached_builtin_specs()["general_test"].location)
 
 
 def load_chats(location: str | Path | None = None, *, limit: int | None = None,
                rejects: Rejects | None = None) -> list[dict]:
-    """Held-out chats as records (`id`, `source`, `messages`) through trainers.sources, so every
+    """Held-out chats as records (`id`, `source`, `messages`) through trainers.data.sources, so every
     format it reads works (ShareGPT, messages, ... local, s3://, gs:// or a HF id); left-out
     rows are counted in `rejects`. The first `limit` valid chats."""
-    from trainers.sources import SourceSpec, read_records
+    from trainers.data.sources import SourceSpec, read_records
 
     location = default_general_data() if location is None else location
     records = read_records(SourceSpec("general_loss", str(location)), rejects=rejects)

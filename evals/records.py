@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from trainers.records import RecordError
+from trainers.data.records import RecordError
 
 __all__ = ["EvalSpec", "RecordError", "iter_jsonl", "read_jsonl", "write_jsonl"]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainers.records import Rejects
-from trainers.sources import SourceSpec, read_records
+from trainers.data.records import Rejects
+from trainers.data.sources import SourceSpec, read_records
 
 
 def sample_queries(specs: Mapping[str, SourceSpec | str], n_per_source: int, seed: int,
@@ -52,7 +52,7 @@ def embed_queries(model, tokenizer, texts: Sequence[str], layer: int,
     """Mean of layer `layer`'s hidden states over each query's tokens: `[len(texts), hidden]`."""
     import torch
 
-    from trainers.template import generation_prompt
+    from trainers.data.template import generation_prompt
 
     model.eval()
     out = []

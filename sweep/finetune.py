@@ -22,9 +22,9 @@ from sweep.cli import override_sources
 from sweep.grid import Run
 from sweep.plan import seeded, sources_fingerprint
 from sweep.presets import PRESETS, Preset, get_preset, source_specs, workers_for
-from trainers.recipe import Amount, format_recipe, make_recipe, parse_amount, parse_recipe
+from trainers.data.recipe import Amount, format_recipe, make_recipe, parse_amount, parse_recipe
+from trainers.data.sources import make_spec
 from trainers.settings import TrainSettings
-from trainers.sources import make_spec
 
 STRATEGIES = ("single", "mix", "multi_task", "sequential", "mixed_sequential", "dmt")
 DEFAULT_MIX = ("math", "code", "general")

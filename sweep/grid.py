@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from sweep import strategies as st
 from sweep.strategies import Stage
-from trainers.recipe import Recipe, format_amount, format_recipe, make_recipe, parse_recipe
+from trainers.data.recipe import Recipe, format_amount, format_recipe, make_recipe, parse_recipe
 
 ONE = Fraction(1)
 FRACTIONS = (ONE, Fraction(1, 4), Fraction(1, 16), Fraction(1, 64), Fraction(1, 256))

@@ -15,11 +15,11 @@ from fractions import Fraction
 from sweep.grid import Run
 from sweep.presets import Preset, gpus_per_run, train_settings
 from trainers import identity
-from trainers.builtin_sources import builtin_fingerprint
+from trainers.data.builtin_sources import builtin_fingerprint
+from trainers.data.recipe import Amount, format_recipe
+from trainers.data.selection import count_for
+from trainers.data.sources import NOCM, NOCM_BASE
 from trainers.model import PRESETS as MODEL_PRESETS
-from trainers.recipe import Amount, format_recipe
-from trainers.selection import count_for
-from trainers.sources import NOCM, NOCM_BASE
 
 # Samples per source in the paper (GRID.md: GSM8K-RFT 110,142; Code Alpaca 20,022; ShareGPT
 # ~86,060; ShareGPT without code/math ~63K, section 4.2).
@@ -29,7 +29,7 @@ PAPER_SIZES = {"math": 110_142, "code": 20_022, "general": 86_060, "general_nocm
 # 10-20% more): GSM8K worked answers 219 (RFT paths are of the same kind), Code Alpaca 164,
 # a 1,011-conversation ShareGPT V3 sample 1,447 (general_nocm assumed the same).
 MEAN_TOKENS = {"math": 220, "code": 165, "general": 1450, "general_nocm": 1450}
-# The built-in synthetic corpora (trainers.corpora), measured the same way.
+# The built-in synthetic corpora (trainers.data.corpora), measured the same way.
 BUILTIN_MEAN_TOKENS = {"math": 130, "code": 109, "general": 344, "general_nocm": 344}
 A100_PEAK_BF16 = 312e12  # FLOP/s, dense bf16
 ASSUMED_MFU = 0.40  # model FLOPs utilisation assumed for DeepSpeed ZeRO-3 on 8-16 A100s
@@ -102,7 +102,7 @@ def stage_gpu_hours(model: str, tokens: int, preset: Preset) -> float | None:
 
 def sources_fingerprint(preset: Preset) -> dict:
     """What identifies each source, as trainers.identity hashes it: the preset's own sources
-    by where they are, the built-in corpora by what fixes their bytes (trainers.builtin_sources)."""
+    by where they are, the built-in corpora by what fixes their bytes (trainers.data.builtin_sources)."""
     if preset.sources:
         return identity.fingerprint_sources({s.name: s for s in preset.sources})
     return builtin_fingerprint(dict(preset.corpus_sizes), preset.data_seed)

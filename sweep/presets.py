@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from trainers.data.sources import SourceSpec, derive_nocm
 from trainers.model import PRESETS as MODEL_PRESETS
 from trainers.settings import TrainSettings
-from trainers.sources import SourceSpec, derive_nocm
 
 if TYPE_CHECKING:
     from trainers.storage import Storage
@@ -62,10 +62,10 @@ def judged_or_proxy(judge_url: str | None, judge_model: str | None) -> tuple[str
 class Preset:
     name: str
     models: tuple[str, ...]
-    # Training sources; empty means the built-in corpora (trainers.corpora writes them into the
+    # Training sources; empty means the built-in corpora (trainers.data.corpora writes them into the
     # storage, so every worker reads the same bytes).
     sources: tuple[SourceSpec, ...] = ()
-    # Samples per built-in corpus (trainers.corpora.write_builtin_corpora's `sizes`).
+    # Samples per built-in corpus (trainers.data.corpora.write_builtin_corpora's `sizes`).
     corpus_sizes: tuple[tuple[str, int], ...] = (("math", 2000), ("code", 1000),
                                                  ("general", 1000), ("math_test", 200))
     settings: TrainSettings = field(default_factory=TrainSettings)  # the paper's defaults
@@ -220,7 +220,7 @@ def source_specs(preset: Preset, storage: Storage) -> dict:
 
 def builtin_specs(preset: Preset, storage: Storage) -> dict:
     """The built-in corpora of the preset's sizes and data seed, in the storage."""
-    from trainers.builtin_sources import write_builtin_sources
+    from trainers.data.builtin_sources import write_builtin_sources
 
     return write_builtin_sources(storage, dict(preset.corpus_sizes), preset.data_seed)
 

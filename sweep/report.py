@@ -17,7 +17,7 @@ from pathlib import Path
 from sweep import compare, paper, tables
 from sweep.results import read_results
 from sweep.tables import ABILITIES, BASE, COMPANION_TITLES, Cells, cell_text, question_rows
-from trainers.recipe import format_amount, parse_recipe
+from trainers.data.recipe import format_amount, parse_recipe
 from trainers.storage import Storage
 
 QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation")

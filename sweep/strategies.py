@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
-from trainers.recipe import Amount, Recipe, make_recipe
+from trainers.data.recipe import Amount, Recipe, make_recipe
 
 ONE = Fraction(1)
 SPECIALIZED = ("math", "code")

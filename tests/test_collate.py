@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.collate import (
+from trainers.data.collate import (
     IGNORE,
     collate_packed,
     collate_padded,
@@ -15,7 +15,7 @@ from trainers.collate import (
     group_for_packing,
     padding_fraction,
 )
-from trainers.formatting import tokenize_conversation
+from trainers.data.formatting import tokenize_conversation
 
 CHATS = [
     [{"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5"}],

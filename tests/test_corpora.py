@@ -10,11 +10,10 @@ import statistics
 
 import pytest
 
-from trainers.corpora import (
+from trainers.data.corpora import (
     DEFAULT_SIZES,
     FILES,
     GENERATOR_VERSION,
-    add_missing_splits,
     builtin_specs,
     chat_text,
     code_example,
@@ -25,8 +24,8 @@ from trainers.corpora import (
     generate_math_test,
     write_builtin_corpora,
 )
-from trainers.records import Rejects
-from trainers.sources import detect_format, read_records
+from trainers.data.records import Rejects
+from trainers.data.sources import detect_format, read_records
 
 
 @pytest.fixture(scope="module")
@@ -164,28 +163,11 @@ def test_math_test_supplies_300_held_out_questions():
     assert test[:200] == generate_math_test(200, train, seed=0)  # a larger split extends a smaller
 
 
-def test_a_folder_from_before_general_test_gets_it_and_keeps_its_bytes(tmp_path):
-    sizes = {"math": 30, "code": 10, "general": 25, "math_test": 5}
-    fresh = write_builtin_corpora(tmp_path / "fresh", sizes, seed=3)
-    old = write_builtin_corpora(tmp_path / "old", sizes, seed=3)
-    old["general_test"].unlink()  # as an older version wrote it: no file, no metadata entry
-    meta = json.loads((tmp_path / "old" / "metadata.json").read_text())
-    del meta["sizes"]["general_test"], meta["files"]["general_test"]
-    (tmp_path / "old" / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
-    before = {n: p.read_bytes() for n, p in old.items() if n != "general_test"}
-    paths = add_missing_splits(tmp_path / "old")
-    assert {n: p.read_bytes() for n, p in paths.items()} == \
-        {n: p.read_bytes() for n, p in fresh.items()}
-    assert {n: paths[n].read_bytes() for n in before} == before
-    assert json.loads((tmp_path / "old" / "metadata.json").read_text()) == \
-        json.loads((tmp_path / "fresh" / "metadata.json").read_text())
-
-
 def test_builtin_sources_are_written_once_into_a_content_named_folder(tmp_path, monkeypatch):
     """The one writer the sweep and the finetune command share: the folder is named by sizes,
     seed and generator version; a second call finds it (metadata.json, written last) and
     rewrites nothing; general_nocm is general less code and math."""
-    from trainers import builtin_sources as bs
+    from trainers.data import builtin_sources as bs
     from trainers.storage import Storage
 
     sizes = {"math": 6, "code": 4, "general": 4, "math_test": 3, "general_test": 3}

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainers.formatting import (
+from trainers.data.formatting import (
     IGNORE,
     FormatError,
     tokenize_batch,
     tokenize_conversation,
 )
-from trainers.template import eos_text_for, generation_prompt, render
+from trainers.data.template import eos_text_for, generation_prompt, render
 
 SINGLE = [
     {"role": "user", "content": "What is 2 + 3?"},

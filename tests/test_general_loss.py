@@ -12,7 +12,7 @@ import pytest
 
 from evals import likelihood
 from evals.run import evaluate, format_table
-from trainers.corpora import FILES, write_builtin_corpora
+from trainers.data.corpora import FILES, write_builtin_corpora
 
 SIZES = {"math": 8, "code": 4, "general": 8, "math_test": 4, "general_test": 6}
 
@@ -59,16 +59,18 @@ def test_any_format_and_rejects_are_counted(tmp_path, tiny_model, tokenizer):
     assert result["metrics"]["scored"] == 2
 
 
-def test_default_data_is_the_builtin_general_test(tmp_path, monkeypatch):
-    """A corpora folder written before general_test existed gets it, other files untouched."""
-    import trainers.data
+def test_default_data_is_the_builtin_general_test_written_once(tmp_path, monkeypatch):
+    """With no data given, the held-out chats are the built-in general_test of seed 0, written
+    by the one built-in writer into the cache, disjoint from the general training corpus."""
+    import trainers.model
 
-    old = write_builtin_corpora(tmp_path, SIZES)
-    before = {name: path.read_bytes() for name, path in old.items() if name != "general_test"}
-    old["general_test"].unlink()
-    monkeypatch.setattr(trainers.data, "builtin_corpora_dir", lambda out=None: tmp_path)
+    monkeypatch.setattr(trainers.model, "cache_root", lambda: tmp_path)
     path = likelihood.default_general_data()
-    assert path == tmp_path / FILES["general_test"][0] and path.is_file()
-    assert {name: old[name].read_bytes() for name in before} == before
+    assert path.parent.parent == tmp_path / "corpora" and path.name == FILES["general_test"][0]
+    mtime = path.stat().st_mtime_ns
+    assert likelihood.default_general_data() == path and path.stat().st_mtime_ns == mtime
     chats = likelihood.load_chats(limit=3)
     assert [c["id"] for c in chats] == [f"syn-general-test-{i:06d}" for i in range(3)]
+    train = json.loads((path.parent / FILES["general"][0]).read_text())
+    trained = {tuple(t["value"] for t in c["conversations"]) for c in train}
+    assert not trained & {tuple(m["content"] for m in c["messages"]) for c in chats}

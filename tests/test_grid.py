@@ -7,7 +7,7 @@ from fractions import Fraction as F
 import pytest
 
 from sweep import grid
-from trainers.recipe import parse_recipe
+from trainers.data.recipe import parse_recipe
 
 FS = (F(1), F(1, 4), F(1, 16), F(1, 64), F(1, 256))
 

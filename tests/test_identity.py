@@ -9,7 +9,7 @@ import pytest
 
 from sweep import strategies as st
 from trainers import identity as ident
-from trainers.recipe import make_recipe
+from trainers.data.recipe import make_recipe
 
 SETTINGS = {"epochs": 3, "lr": 2e-5, "global_batch": 16, "max_len": 2048, "seed": 0}
 SOURCES = {"math": {"location": "/d/math.jsonl", "format": "auto"},

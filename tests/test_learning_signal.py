@@ -19,12 +19,12 @@ import torch
 
 from trainers import backends
 from trainers.backends import build_backend
-from trainers.corpora import generate_math, generate_math_test
-from trainers.formatting import tokenize_conversation
+from trainers.data.corpora import generate_math, generate_math_test
+from trainers.data.formatting import tokenize_conversation
+from trainers.data.sources import SourceSpec, read_records
 from trainers.loop import StepPlan, collate_micro_batches, compute_loss, iter_steps, train_step
 from trainers.model import build_model
 from trainers.settings import TrainSettings
-from trainers.sources import SourceSpec, read_records
 
 MAX_LEN = 256  # the math rows are ~130 tokens: nothing is truncated
 

@@ -12,9 +12,9 @@ import torch
 
 from evals import likelihood
 from evals.likelihood import TargetScore, reference_row, score_rows
-from trainers.formatting import IGNORE, tokenize_conversation
-from trainers.records import Rejects
-from trainers.template import generation_prompt
+from trainers.data.formatting import IGNORE, tokenize_conversation
+from trainers.data.records import Rejects
+from trainers.data.template import generation_prompt
 
 QUESTIONS = [
     ("Tom has 3 apples and buys 2 more. How many apples?", "3 + 2 = <<3+2=5>>5\n#### 5"),

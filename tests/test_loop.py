@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from trainers.backends import TorchBackend
-from trainers.collate import IGNORE, collate_padded
+from trainers.data.collate import IGNORE, collate_padded
 from trainers.loop import StepPlan, collate_micro_batches, compute_loss, iter_steps, train_step
 from trainers.settings import TrainSettings
 

@@ -9,10 +9,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from trainers.corpora import builtin_specs, write_builtin_corpora
-from trainers.recipe import make_recipe
-from trainers.selection import count_for, order_key
-from trainers.sources import SourceSpec
+from trainers.data.corpora import builtin_specs, write_builtin_corpora
+from trainers.data.recipe import make_recipe
+from trainers.data.selection import count_for, order_key
+from trainers.data.sources import SourceSpec
 
 SIZES = {"math": 300, "code": 150, "general": 150, "math_test": 20}
 RECIPE = make_recipe([("math", Fraction(1, 4)), ("code", 40), ("general", Fraction(1, 4)),
@@ -34,14 +34,14 @@ def specs(tmp_path_factory):
 
 
 def _build(specs, **kw):
-    from trainers.pipeline import build_stage_dataset
+    from trainers.data.pipeline import build_stage_dataset
 
     options = {"seed": 5, "epochs": 2, "max_len": 256, "overlong": "drop", **kw}
     return build_stage_dataset(RECIPE, specs, "tiny_llama", **options)
 
 
 def _rows(dataset):
-    from trainers.pipeline import iter_worker_rows
+    from trainers.data.pipeline import iter_worker_rows
 
     return list(iter_worker_rows(dataset, 0, 1))
 
@@ -53,7 +53,7 @@ def built(ray_local, specs):
 
 
 def test_rows_follow_the_seeded_order_of_each_epoch(built):
-    from trainers.pipeline import ROW_COLUMNS
+    from trainers.data.pipeline import ROW_COLUMNS
 
     dataset, report, rows = built
     assert dataset.columns() == ROW_COLUMNS
@@ -98,7 +98,7 @@ def test_same_rows_on_another_block_layout(built, specs):
 
 
 def test_worker_rows_split_by_position_and_resume_exactly(built):
-    from trainers.pipeline import iter_worker_rows
+    from trainers.data.pipeline import iter_worker_rows
 
     dataset, _, rows = built
     rank0 = list(iter_worker_rows(dataset, 0, 2))
@@ -114,8 +114,8 @@ def test_worker_rows_split_by_position_and_resume_exactly(built):
 
 
 def test_micro_batches_pad_to_their_longest_row(built):
-    from trainers.collate import collate_padded
-    from trainers.pipeline import iter_micro_batches
+    from trainers.data.collate import collate_padded
+    from trainers.data.pipeline import iter_micro_batches
 
     _, _, rows = built
     batches = list(iter_micro_batches(rows[:10], 4, lambda g: collate_padded(g, 2)))
@@ -138,14 +138,14 @@ def test_a_two_worker_torch_trainer_reads_its_rows(built, tmp_path):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from trainers.pipeline import data_config
+    from trainers.data.pipeline import data_config
 
     dataset, _, rows = built
 
     def loop(config):
         import ray.train
 
-        from trainers.pipeline import iter_worker_rows
+        from trainers.data.pipeline import iter_worker_rows
 
         ctx = ray.train.get_context()
         shard = ray.train.get_dataset_shard("train")
@@ -171,7 +171,7 @@ def test_token_columns_are_lists_even_when_rows_are_equally_long():
     concatenated with variable-shaped ones when the epochs are laid out."""
     import pyarrow as pa
 
-    from trainers.pipeline import _tokenize
+    from trainers.data.pipeline import _tokenize
 
     messages = [[{"role": "user", "content": f"Q{i}"}, {"role": "assistant", "content": f"A{i}"}]
                 for i in range(3)]
@@ -184,7 +184,7 @@ def test_token_columns_are_lists_even_when_rows_are_equally_long():
 
 
 def test_held_out_test_splits_are_never_trained_on(specs):
-    from trainers.pipeline import select_sources
+    from trainers.data.pipeline import select_sources
 
     for split in ("math_test", "general_test"):
         with pytest.raises(ValueError, match="held-out test split"):

@@ -5,7 +5,7 @@ from fractions import Fraction as F
 import pytest
 
 from sweep import strategies as st
-from trainers.recipe import format_recipe, make_recipe, parse_amount, parse_recipe
+from trainers.data.recipe import format_recipe, make_recipe, parse_amount, parse_recipe
 
 
 def test_amounts_are_fractions_or_counts_never_strings():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from trainers.records import MAX_EXAMPLES, RecordError, Rejects, check_messages, content_id
+from trainers.data.records import MAX_EXAMPLES, RecordError, Rejects, check_messages, content_id
 
 
 def _conv(*roles: str) -> list[dict]:

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from trainers.selection import count_for, epoch_order, select
+from trainers.data.selection import count_for, epoch_order, select
 
 
 def _records(n: int) -> list[dict]:

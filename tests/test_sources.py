@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trainers.records import RecordError, Rejects
-from trainers.sources import SourceSpec, detect_format, make_spec, read_records
+from trainers.data.records import RecordError, Rejects
+from trainers.data.sources import SourceSpec, detect_format, make_spec, read_records
 
 ASSETS = Path(__file__).parent / "assets"
 

@@ -1,6 +1,6 @@
 """Golden stage and run ids of the sweep's dry runs, copied from the commands' output before the
 import-cycle refactor (issue 10), which moved the built-in corpora's fingerprint and folder name
-into trainers/builtin_sources.py and the id chaining into trainers.identity.stage_ids alone.
+into trainers/data/builtin_sources.py and the id chaining into trainers.identity.stage_ids alone.
 A stage id names a trained checkpoint in every storage: if one of these changes, every finished
 stage and run is silently retrained. Change a literal here only together with a deliberate
 change (a preset's settings or sizes, a CODE_VERSION bump), never as a side effect.
@@ -87,7 +87,7 @@ def test_builtin_corpora_folders_are_pinned():
     """The folder the built-in corpora are written into is named by their content: existing
     storages keep finding theirs."""
     from sweep.presets import get_preset
-    from trainers.builtin_sources import builtin_folder
+    from trainers.data.builtin_sources import builtin_folder
 
     for name, folder in (("smoke", "corpora/9d1cda033bb862c0"),
                          ("local", "corpora/14be36fa52787d14")):

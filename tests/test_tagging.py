@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from trainers.tagging import (
+from trainers.data.tagging import (
     INSTAG_PROMPT,
     PARSE_FAILED,
     KeywordTagger,
@@ -145,8 +145,8 @@ def test_model_tagger_runs_as_ray_data_actor(ray_local):
 
 
 def test_removal_share_on_real_sharegpt_sample(shared_data, capsys):
-    from trainers.records import Rejects
-    from trainers.sources import SourceSpec, read_records
+    from trainers.data.records import Rejects
+    from trainers.data.sources import SourceSpec, read_records
 
     path = shared_data / "sharegpt" / "sharegpt_v3_sample1011.json"
     rejects = Rejects()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastchat.conversation import get_conv_template
 
-from trainers.template import STOP, eos_text_for, generation_prompt, render, stop_strings_for
+from trainers.data.template import STOP, eos_text_for, generation_prompt, render, stop_strings_for
 
 SYSTEM = get_conv_template("vicuna_v1.1").system_message
 CHAT = [

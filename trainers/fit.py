@@ -71,8 +71,8 @@ def build_trainer(cfg: FitConfig):
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from trainers.data.pipeline import data_config
     from trainers.loop import WorkerJob, train_loop_per_worker
-    from trainers.pipeline import data_config
 
     cfg.settings.grad_accum(cfg.workers)  # fail on the driver, before any worker starts
     if not cfg.use_gpu:

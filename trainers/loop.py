@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from trainers.backends import all_reduce, build_backend
-from trainers.collate import IGNORE, collate_packed, collate_padded
+from trainers.data.collate import IGNORE, collate_packed, collate_padded
+from trainers.data.pipeline import iter_worker_rows
 from trainers.metrics import MFU_ON_CPU, StepMeter, mfu
-from trainers.pipeline import iter_worker_rows
 from trainers.settings import TrainSettings
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from trainers.data.recipe import format_recipe
 from trainers.identity import (
     CODE_VERSION,
     canonical_recipe,
@@ -28,7 +29,6 @@ from trainers.identity import (
     model_id,
     stage_ids,
 )
-from trainers.recipe import format_recipe
 from trainers.settings import TrainSettings
 from trainers.storage import Lease, Storage
 
@@ -136,7 +136,7 @@ def run_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
     (under a lease) from its parent's weights, or from `model` for the first stage.
 
     `fit` defaults to trainers.fit.fit_stage and `build_dataset` to
-    trainers.pipeline.build_stage_dataset (both looked up at call time, so tests may swap them).
+    trainers.data.pipeline.build_stage_dataset (both looked up at call time, so tests may swap them).
     `on_event(dict)` hears {"event": "stage", "status": "reused"|"waiting"|"training"|"trained",
     "index", "of", "stage_id", "recipe"} so a sweep driver can report progress to Tune."""
     if fit is None:
@@ -144,7 +144,7 @@ def run_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
 
         fit = fit_module.fit_stage
     if build_dataset is None:
-        from trainers import pipeline
+        from trainers.data import pipeline
 
         build_dataset = pipeline.build_stage_dataset
     storage = storage if isinstance(storage, Storage) else Storage(storage)

@@ -3,7 +3,7 @@
 The paper tags ShareGPT with InsTag and removes code and math samples (90K -> 63K). Here a
 `Tagger` maps records to tag sets: `KeywordTagger` (documented regexes, the default) or
 `ModelTagger` (a causal LM prompted InsTag-style, run as Ray Data `map_batches`).
-    python -m trainers.tagging PATH.json   # what the keyword tagger removes from a ShareGPT file
+    python -m trainers.data.tagging PATH.json   # what the keyword tagger removes from a ShareGPT file
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 CODE, MATH = "code", "math"
-NOCM_TAGS = (CODE, MATH)  # what general_nocm leaves out (trainers.sources.derive_nocm)
+NOCM_TAGS = (CODE, MATH)  # what general_nocm leaves out (trainers.data.sources.derive_nocm)
 PARSE_FAILED = "tagger:parse_failed"  # a model answer with no readable tags: counted, never removed
 
 
@@ -176,7 +176,7 @@ def filter_general_nocm(
 
 
 # InsTagger's query prompt (OFA-Sys/InsTag; the paper used it with ChatGPT), put in the Vicuna
-# template by trainers/template.py as InsTagger itself was trained.
+# template by trainers/data/template.py as InsTagger itself was trained.
 INSTAG_PROMPT = (
     "Please identify tags of user intentions in the following user query and provide an "
     'explanation for each tag. Please respond in the JSON format {{"tag": str, "explanation": '
@@ -237,7 +237,7 @@ class ModelTagger:
         return {**self.__dict__, "_loaded": None}
 
     def prompts(self, records: list[dict], eos_text: str = "</s>") -> list[str]:
-        from trainers.template import generation_prompt
+        from trainers.data.template import generation_prompt
 
         out = []
         for record in records:
@@ -268,7 +268,7 @@ class ModelTagger:
     def _hf_generate(self, records: list[dict]) -> list[str]:
         import torch
 
-        from trainers.template import eos_text_for
+        from trainers.data.template import eos_text_for
 
         tokenizer, model = self._load()
         prompts = self.prompts(records, eos_text_for(tokenizer))
@@ -291,7 +291,7 @@ class TagBatch:
         self.tagger = tagger
 
     def __call__(self, batch):
-        from trainers.formatting import as_messages
+        from trainers.data.formatting import as_messages
 
         records = [{"messages": as_messages(value)} for value in batch["messages"]]
         tag_sets = self.tagger.tags(records)
@@ -317,8 +317,8 @@ def filter_tagged_dataset(ds, exclude: Iterable[str] = NOCM_TAGS):
 
 
 def main(argv: list[str]) -> None:
-    from trainers.records import Rejects
-    from trainers.sources import SourceSpec, read_records
+    from trainers.data.records import Rejects
+    from trainers.data.sources import SourceSpec, read_records
 
     rejects = Rejects()
     records = read_records(SourceSpec("general", argv[0]), rejects=rejects)

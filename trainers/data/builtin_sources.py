@@ -1,8 +1,9 @@
-"""The built-in corpora (trainers.corpora) as training sources of a run storage: written once
+"""The built-in corpora (trainers.data.corpora) as training sources of a run storage: written once
 into `corpora/<content hash>/` of the storage, so every process and node reads the same bytes,
 and the fingerprint that stands for them in stage ids. The sweep and the finetune command both
-come here, so the same stage gets the same id whichever of them plans it.
-    python -c "from trainers.builtin_sources import builtin_folder as f; print(f({}, 0))"
+come here, so the same stage gets the same id whichever of them plans it; so do the data
+command and the evals' default held-out chats (`cached_builtin_specs`, in the local cache).
+    python -c "from trainers.data.builtin_sources import builtin_folder as f; print(f({}, 0))"
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainers.corpora import FILES, GENERATOR_VERSION, specs_of, write_builtin_corpora
+from trainers.data.corpora import FILES, GENERATOR_VERSION, specs_of, write_builtin_corpora
+from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec
+from trainers.data.tagging import NOCM_TAGS
 from trainers.identity import content_hash, fingerprint_sources
-from trainers.sources import NOCM, NOCM_BASE, SourceSpec
-from trainers.tagging import NOCM_TAGS
 
 if TYPE_CHECKING:  # the fingerprint is cheap: dry runs import no pyarrow through here
     from trainers.storage import Storage
@@ -66,6 +67,16 @@ def write_builtin_sources(storage: Storage, sizes: Mapping[str, int], seed: int,
             lease.release()
     return specs_of({name: storage.uri_of(f"{rel}/{filename}")
                      for name, (filename, _) in FILES.items()})
+
+
+def cached_builtin_specs(root: Path | None = None, sizes: Mapping[str, int] | None = None,
+                         seed: int = 0) -> dict[str, SourceSpec]:
+    """The built-in corpora in a local folder (default: the cache, `DMT_CACHE`), through the
+    same writer and folder naming as a run storage: the data command's and the evals' default."""
+    from trainers.model import cache_root
+    from trainers.storage import Storage
+
+    return write_builtin_sources(Storage(root or cache_root()), sizes or {}, seed)
 
 
 def _write(storage: Storage, rel: str, sizes: Mapping[str, int], seed: int) -> None:

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from trainers.recipe import Recipe, format_amount, format_recipe
-from trainers.records import Rejects
-from trainers.selection import order_key, select
-from trainers.sources import SourceSpec, read_records
+from trainers.data.recipe import Recipe, format_amount, format_recipe
+from trainers.data.records import Rejects
+from trainers.data.selection import order_key, select
+from trainers.data.sources import SourceSpec, read_records
 
 ROW_COLUMNS = ["epoch", "position", "source", "id", "input_ids", "labels", "n_tokens"]
 
@@ -136,7 +136,7 @@ def _tokenize(batch: dict, tokenizer_name: str, max_len: int, overlong: str):
     chunks would no longer concatenate with the variable-shaped ones."""
     import pyarrow as pa
 
-    from trainers.formatting import tokenize_batch
+    from trainers.data.formatting import tokenize_batch
 
     out = tokenize_batch(batch, _tokenizer(tokenizer_name), max_len, overlong)
     tokens = {k: pa.array(list(out[k]), type=pa.list_(pa.int64())) for k in ("input_ids", "labels")}

@@ -1,8 +1,8 @@
 """The paper's chat template: FastChat's `vicuna_v1.1`, rendered by fschat itself.
 
-Training (trainers/formatting.py) and evaluation prompts (evals/) both come from here, so the
+Training (trainers/data/formatting.py) and evaluation prompts (evals/) both come from here, so the
 model is asked exactly the way it was taught. Try it:
-    python -m trainers.template
+    python -m trainers.data.template
 """
 
 from __future__ import annotations

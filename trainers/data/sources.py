@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trainers.records import RecordError, Rejects, check_messages, content_id, make_record
-from trainers.tagging import NOCM_TAGS
+from trainers.data.records import RecordError, Rejects, check_messages, content_id, make_record
+from trainers.data.tagging import NOCM_TAGS
 
 FORMATS = ("gsm8k", "rft", "code_alpaca", "sharegpt", "messages")
 BUILTIN_SOURCES = ("math", "code", "general", "general_nocm", "math_test")
@@ -299,7 +299,7 @@ def read_records(
 def _exclude_tagged(records: list[dict], spec: SourceSpec, rejects: Rejects) -> list[dict]:
     """Remove samples the keyword tagger tags with any of `spec.exclude_tags`. Each removed
     sample is counted once, as `tag:code`, `tag:math` or `tag:code+math`."""
-    from trainers.tagging import KeywordTagger, filter_general_nocm
+    from trainers.data.tagging import KeywordTagger, filter_general_nocm
 
     tagger = _RememberingTagger(KeywordTagger())
     kept, _ = filter_general_nocm(records, tagger, exclude=spec.exclude_tags)

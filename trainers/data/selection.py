@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from fractions import Fraction
 
-from trainers.recipe import Amount, check_amount
+from trainers.data.recipe import Amount, check_amount
 
 
 def _digest(*parts: object) -> bytes:

@@ -1,8 +1,8 @@
-"""Conversations -> token ids and loss labels with the Vicuna v1.1 template (trainers/template.py).
+"""Conversations -> token ids and loss labels with the Vicuna v1.1 template (trainers/data/template.py).
 
 Labels are -100 everywhere except the assistant replies and their end-of-turn (EOS) token. A
 sample that cannot be labelled exactly raises `FormatError(reason)`, a counted reject.
-    python -m trainers.formatting        # prints one labelled sample, token by token
+    python -m trainers.data.formatting        # prints one labelled sample, token by token
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from trainers.template import eos_text_for, render_with_spans
+from trainers.data.template import eos_text_for, render_with_spans
 
 IGNORE = -100
 OVERLONG = ("truncate", "drop")
@@ -118,7 +118,7 @@ def tokenize_batch(batch, tokenizer, max_len: int = 2048, overlong: str = "trunc
 
     Adds `input_ids`, `labels` (int64 arrays), `n_tokens`, `truncated` and `reject_reason` ("" when
     kept; rejected rows get empty ids) and keeps the other columns, so the pipeline counts rejects
-    by reason and then filters them, instead of losing rows silently. trainers/pipeline.py calls
+    by reason and then filters them, instead of losing rows silently. trainers/data/pipeline.py calls
     it with a tokenizer cached once per Ray worker process.
     """
     columns = {name: batch[name] for name in batch if name != "messages"}

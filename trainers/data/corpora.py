@@ -8,7 +8,7 @@ e.g. 300+) and `general_test` (ShareGPT chats from their own seeded stream, none
 `general` chat of the same seed and size; scored by evals' `general_loss`). Each corpus has its
 own seeded stream, so adding a corpus never changes another's bytes. Every id starts `syn-`.
 Try it:
-    python -c "from trainers.corpora import write_builtin_corpora as w; print(w('/tmp/corpora'))"
+    python -c "from trainers.data.corpora import write_builtin_corpora as w; print(w('/tmp/corpora'))"
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from trainers.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
+from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
 
 DEFAULT_SIZES = {"math": 2000, "code": 1000, "general": 1000, "math_test": 200,
                  "general_test": 200}
@@ -349,31 +349,14 @@ def write_builtin_corpora(directory, sizes: dict[str, int] | None = None,
     for name, (filename, _) in FILES.items():
         paths[name] = out / filename
         _write(paths[name], rows[name])
-    meta = {"synthetic": True, "generator": "trainers.corpora", "version": GENERATOR_VERSION,
+    meta = {"synthetic": True, "generator": "trainers.data.corpora", "version": GENERATOR_VERSION,
             "seed": seed, "sizes": sizes, "files": {k: v[0] for k, v in FILES.items()}}
     (out / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
     (out / "README.md").write_text(
-        "SYNTHETIC data written by `trainers.corpora` (our own seeded generator), not real "
+        "SYNTHETIC data written by `trainers.data.corpora` (our own seeded generator), not real "
         "GSM8K/Code Alpaca/ShareGPT text. Same formats as the real files; every id starts `syn-`."
         f"\n{json.dumps(meta)}\n")
     return paths
-
-
-def add_missing_splits(directory) -> dict[str, Path]:
-    """Complete a corpora folder written before `general_test` existed: write the split for the
-    seed and sizes its metadata.json records (the default size for the new split), leaving
-    every existing file's bytes as they are; metadata.json then lists it. Returns every file."""
-    out = Path(directory)
-    meta = json.loads((out / "metadata.json").read_text())
-    seed, sizes = meta.get("seed", 0), {**DEFAULT_SIZES, **meta.get("sizes", {})}
-    path = out / FILES["general_test"][0]
-    if not path.is_file():
-        train = generate_general(sizes["general"], seed)
-        _write(path, generate_general_test(sizes["general_test"], train, seed))
-        meta["sizes"] = sizes
-        meta["files"] = {k: v[0] for k, v in FILES.items()}
-        _write_text(out / "metadata.json", json.dumps(meta, indent=1) + "\n")
-    return {name: out / filename for name, (filename, _) in FILES.items()}
 
 
 def _write_text(path: Path, text: str) -> None:

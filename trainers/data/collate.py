@@ -1,6 +1,6 @@
 """Micro-batches from tokenized rows: padded to the longest row, or packed without padding.
 
-Rows are `{"input_ids", "labels"}` (lists, numpy arrays or tensors) as trainers/formatting.py
+Rows are `{"input_ids", "labels"}` (lists, numpy arrays or tensors) as trainers/data/formatting.py
 makes them; a columnar batch (Ray Data's `iter_batches`) is accepted too, so both functions also
 work as `collate_fn`. Train a packed batch with `model(**batch, use_cache=False)` (see below).
 """

@@ -3,7 +3,7 @@
     python -m trainers.data --recipe "math=1/256,code=1/256,general=1/256"
     python -m trainers.data --recipe "gsm8k=1/256" --source gsm8k=../shared/data/gsm8k/train.jsonl
 Without --source a recipe's names come from the built-in SYNTHETIC corpora (written once into
-the cache). --strict stops at the first bad record (file:line: reason); --json prints JSON.
+the cache, as a sweep writes them into its storage). --strict stops at the first bad record (file:line: reason); --json prints JSON.
 """
 
 from __future__ import annotations
@@ -15,25 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from filelock import FileLock
-
-from trainers.corpora import GENERATOR_VERSION, builtin_specs, write_builtin_corpora
-from trainers.recipe import parse_recipe
-from trainers.records import RecordError
-from trainers.sources import FORMATS, SourceSpec, make_spec
-
-
-def builtin_corpora_dir(out: Path | None = None) -> Path:
-    """The built-in corpora (default: in the cache), written on first use, once, under a lock."""
-    from trainers.model import cache_root
-
-    out = out or cache_root() / "corpora" / f"v{GENERATOR_VERSION}"
-    if not (out / "metadata.json").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(out) + ".lock"):
-            if not (out / "metadata.json").exists():
-                write_builtin_corpora(out)
-    return out
+from trainers.data.builtin_sources import cached_builtin_specs
+from trainers.data.recipe import parse_recipe
+from trainers.data.records import RecordError
+from trainers.data.sources import FORMATS, SourceSpec, make_spec
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -55,7 +40,7 @@ def resolve_specs(recipe, sources: dict[str, str], formats: dict[str, str],
     specs = {n: make_spec(n, loc, formats.get(n, "auto")) for n, loc in sources.items()}
     missing = [name for name, _ in recipe if name not in specs]
     if missing:
-        builtin = builtin_specs(builtin_corpora_dir(corpora_dir))
+        builtin = cached_builtin_specs(corpora_dir)
         unknown = [name for name in missing if name not in builtin]
         if unknown:
             raise SystemExit(f"recipe names {unknown}: give --source NAME=PATH_OR_HF_ID, or use "
@@ -66,8 +51,8 @@ def resolve_specs(recipe, sources: dict[str, str], formats: dict[str, str],
 
 def padding_summary(dataset, micro_batch: int, pad_id: int) -> dict:
     """Pad share of padded micro-batches (pad to the longest row) against packed ones, epoch 0."""
-    from trainers.collate import collate_packed, collate_padded
-    from trainers.pipeline import iter_micro_batches, iter_worker_rows
+    from trainers.data.collate import collate_packed, collate_padded
+    from trainers.data.pipeline import iter_micro_batches, iter_worker_rows
 
     rows = [r for r in iter_worker_rows(dataset, 0, 1) if r["epoch"] == 0]
     padded_cells = real = packed_cells = batches = 0
@@ -99,15 +84,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--micro-batch", type=int, default=8)
     p.add_argument("--out", type=Path, default=None, help="save data_report.json here")
     p.add_argument("--corpora-dir", type=Path, default=None,
-                   help="where the built-in corpora live (default: in the cache)")
+                   help="the folder whose corpora/ holds the built-in corpora (default: the cache)")
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict:
     import ray
 
+    from trainers.data.pipeline import build_stage_dataset
     from trainers.model import load_tokenizer
-    from trainers.pipeline import build_stage_dataset
 
     recipe = parse_recipe(args.recipe)
     specs = resolve_specs(recipe, _pairs(args.source, "source"), _pairs(args.format, "format"),
