@@ -22,6 +22,7 @@ from sweep.cli import override_sources
 from sweep.grid import Run
 from sweep.plan import seeded, sources_fingerprint
 from sweep.presets import PRESETS, Preset, get_preset, source_specs, workers_for
+from trainers.contracts import StageEvent
 from trainers.data.recipe import Amount, format_recipe, make_recipe, parse_amount, parse_recipe
 from trainers.data.sources import make_spec
 from trainers.settings import TrainSettings
@@ -193,16 +194,15 @@ def plan(job: Job) -> list:
                        seed=job.data_seed, sources_fp=job.sources_fp)
 
 
-def print_event(event: dict) -> None:
-    status = event["status"]
+def print_event(event: StageEvent) -> None:
     extra = ""
-    if status == "trained":
-        extra = f"  ({event['wall_s']:.0f} s)"
-    elif status == "waiting":
-        holder = event.get("holder") or {}
+    if event.status == "trained":
+        extra = f"  ({event.wall_s:.0f} s)"
+    elif event.status == "waiting":
+        holder = event.holder or {}
         extra = f"  (held by {holder.get('host')} pid {holder.get('pid')})"
-    print(f"[stage {event['index'] + 1}/{event['of']}] {status:8s} {event['stage_id']}  "
-          f"{event['recipe']}{extra}", flush=True)
+    print(f"[stage {event.index + 1}/{event.of}] {event.status:8s} {event.stage_id}  "
+          f"{event.recipe}{extra}", flush=True)
 
 
 def connect_ray(address: str | None) -> None:

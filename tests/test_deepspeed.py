@@ -161,7 +161,7 @@ def test_zero3_bf16_on_cpu_trains_and_saves_fp32_masters(one_process_group, tmp_
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: True)
     from trainers.loop import StepPlan, collate_micro_batches, train_step
     from trainers.model import build_model, load_tokenizer
-    from trainers.stages import saved_dtype
+    from trainers.stage_manifest import saved_dtype
 
     settings = TrainSettings(lr=2e-5, warmup_ratio=0.0, lr_schedule="constant", global_batch=4,
                              micro_batch=2, backend="deepspeed", zero_stage=3, precision="bf16")

@@ -101,11 +101,11 @@ def test_cli_trains_each_stage_once_and_leaves_loadable_checkpoints(
     assert [r.stage_id for r in staged] == [p.stage_id for p in planned]
     assert staged[0].stage_id == mixed.stage_id
     assert [r.trained for r in staged] == [False, True] and fits == [r.stage_id for r in staged]
-    assert staged[1].manifest["model_source"] == mixed.path
+    assert staged[1].manifest.model_source == mixed.path
     for r in staged:
         model = AutoModelForCausalLM.from_pretrained(r.path)
         assert model.config.num_hidden_layers == 2
-        assert r.manifest["tokens_seen"] > 0 and r.manifest["selected"]
+        assert r.manifest.tokens_seen > 0 and r.manifest.selected
     out = capsys.readouterr().out
     assert f"stage 2: {staged[1].stage_id}  trained  {staged[1].path}" in out
 

@@ -92,7 +92,7 @@ def test_shared_first_stage_is_trained_once(tmp_path):
     # The second stage starts from the first stage's folder; the first from the preset.
     assert fit.calls[0][1] == "tiny_llama"
     assert fit.calls[1][1] == str(storage.local_path(stage_rel(a[0].stage_id)))
-    assert [e["status"] for e in events] == ["training", "trained", "training", "trained"]
+    assert [e.status for e in events] == ["training", "trained", "training", "trained"]
     assert missing_stages("tiny_llama", st.dmt(F(1, 64)), SPECS, storage, settings=SETTINGS) \
         == plan_stages("tiny_llama", st.dmt(F(1, 64)), SPECS, settings=SETTINGS)[1:]
     again = run(st.dmt(F(1, 4)), storage, fit)
@@ -109,13 +109,13 @@ def test_stage_folder_is_a_loadable_model_with_its_manifest(tmp_path):
     AutoModelForCausalLM.from_pretrained(second.path)
     m = read_manifest(storage, second.stage_id)
     assert m == second.manifest
-    assert m["parent_id"] == first.stage_id and m["recipe"] == "general=1"
-    assert m["selected"] == {"general": 3} and m["used"] == {"general": 2}
-    assert m["rejected"] == {"general": {"reading": {"bad": 1}, "formatting": {"overlong": 1}}}
-    assert m["settings"]["epochs"] == 1 and m["tokens_seen"] == 123 and m["loss_curve"] == [2, 1]
-    assert m["model_source"] == first.path and m["code_version"]
+    assert m.parent_id == first.stage_id and m.recipe == "general=1"
+    assert m.selected == {"general": 3} and m.used == {"general": 2}
+    assert m.rejected == {"general": {"reading": {"bad": 1}, "formatting": {"overlong": 1}}}
+    assert m.settings["epochs"] == 1 and m.tokens_seen == 123 and m.loss_curve == [2, 1]
+    assert m.model_source == first.path and m.code_version
     # Read from the saved safetensors headers; "auto" resolves to fp32 on CPU.
-    assert m["saved_dtype"] == "float32" and m["precision"] == "fp32"
+    assert m.saved_dtype == "float32" and m.precision == "fp32"
     assert not storage.exists(f"{stage_rel(second.stage_id)}/.lock")
 
 
@@ -123,7 +123,7 @@ def test_saved_dtype_is_read_from_the_checkpoint_files(tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from trainers.stages import saved_dtype
+    from trainers.stage_manifest import saved_dtype
 
     model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16,
                                          num_hidden_layers=1, num_attention_heads=2))
@@ -188,7 +188,7 @@ def test_waits_for_a_live_holder_then_reuses(tmp_path):
     threading.Thread(target=finish).start()
     [result] = run(st.single("math"), storage, fit, on_event=events.append)
     assert done.wait(10) and not result.trained and len(fit.calls) == 1
-    assert [e["status"] for e in events] == ["waiting", "reused"]
+    assert [e.status for e in events] == ["waiting", "reused"]
 
 
 def test_stage_settings_win_and_unknown_sources_are_an_error():

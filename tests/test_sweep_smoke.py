@@ -146,7 +146,8 @@ def test_measurements_in_paper_units_and_not_judged_is_null():
 
 
 def test_trial_job_round_trips_and_concurrency_fits_the_cluster():
-    from sweep.driver import TrialJob, max_concurrent
+    from sweep.concurrency import max_concurrent
+    from sweep.trial import TrialJob
 
     preset = presets.paper()
     p = build_plan(grid.build_grid("rq4", ["llama_33b"]), preset).runs[-1]

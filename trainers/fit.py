@@ -34,7 +34,6 @@ class FitConfig:
     rows_per_epoch: int | None = None  # None: counted from the dataset (one pass over it)
     checkpoints_to_keep: int = 2
     model_params: int = 0  # for MFU; 0: counted on the worker
-    fault: dict | None = None  # test-only fault injection, see loop._maybe_fail
     callbacks: tuple = ()  # ray.train UserCallbacks, e.g. the sweep's per-step loss forwarder
 
 
@@ -83,8 +82,7 @@ def build_trainer(cfg: FitConfig):
         check_precision(cfg.settings.resolved_precision(False), "cpu")
     rows = cfg.rows_per_epoch or count_rows_per_epoch(cfg.dataset, cfg.settings.epochs)
     job = WorkerJob(model=cfg.model, tokenizer=cfg.tokenizer, settings=cfg.settings,
-                    rows_per_epoch=rows, use_gpu=cfg.use_gpu, model_params=cfg.model_params,
-                    fault=cfg.fault)
+                    rows_per_epoch=rows, use_gpu=cfg.use_gpu, model_params=cfg.model_params)
     failures = cfg.settings.max_failures if cfg.max_failures is None else cfg.max_failures
     return TorchTrainer(
         train_loop_per_worker,

@@ -9,7 +9,6 @@ Run it through `trainers.fit.fit_stage`.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,12 +184,11 @@ class WorkerJob:
     rows_per_epoch: int
     use_gpu: bool = False
     model_params: int = 0  # for MFU; 0: counted from the model
-    fault: dict | None = None  # test-only: {"rank", "after_step", "marker"} kills a worker once
 
     def to_dict(self) -> dict:
         return {"model": self.model, "tokenizer": self.tokenizer,
                 "settings": self.settings.to_dict(), "rows_per_epoch": self.rows_per_epoch,
-                "use_gpu": self.use_gpu, "model_params": self.model_params, "fault": self.fault}
+                "use_gpu": self.use_gpu, "model_params": self.model_params}
 
     @classmethod
     def from_dict(cls, data: dict) -> WorkerJob:
@@ -260,7 +258,6 @@ def train_loop_per_worker(config: dict) -> None:
         state.train_s += seconds
         state.loss_curve.append(round(stats.loss, 6))
         state.grad_norm_curve.append(round(stats.grad_norm, 6))
-        _maybe_fail(job.fault, rank, state.step)
         metrics = _step_metrics(stats, state, epoch, seconds, params, world, job.use_gpu, device)
         if settings.checkpoint_every_steps and state.step % settings.checkpoint_every_steps == 0 \
                 and state.step < plan.total_steps:
@@ -299,17 +296,6 @@ def _step_metrics(stats: StepStats, state: TrainState, epoch: int, seconds: floa
     else:
         metrics["mfu"] = MFU_ON_CPU
     return metrics
-
-
-def _maybe_fail(fault: dict | None, rank: int, step: int) -> None:
-    """Test-only fault injection: the chosen rank dies once (a marker file remembers)."""
-    if not fault or rank != fault["rank"] or step != fault["after_step"]:
-        return
-    marker = Path(fault["marker"])
-    if marker.exists():
-        return
-    marker.write_text(f"killed rank {rank} after step {step}\n")
-    os._exit(1)
 
 
 def _restore(backend) -> TrainState:

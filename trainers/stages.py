@@ -8,10 +8,6 @@ processes missing the same stage train it once. Run it through `python -m sweep.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,15 +16,9 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from trainers.contracts import StageEvent, StageManifest
 from trainers.data.recipe import format_recipe
-from trainers.identity import (
-    CODE_VERSION,
-    canonical_recipe,
-    fingerprint_settings,
-    fingerprint_sources,
-    model_id,
-    stage_ids,
-)
+from trainers.identity import fingerprint_sources, model_id, stage_ids
 from trainers.settings import TrainSettings
 from trainers.storage import Lease, Storage
 
@@ -56,7 +46,7 @@ class StageResult:
     stage_id: str
     path: str  # the stage folder: a local path, or a URI on remote storage
     trained: bool  # False: it existed (or another process trained it while we waited)
-    manifest: dict
+    manifest: StageManifest
 
 
 def resolve_settings(stage: Any, settings: TrainSettings | None) -> TrainSettings:
@@ -91,10 +81,10 @@ def plan_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any], *,
             for i, (sid, parent, recipe, s) in enumerate(zip(ids, parents, recipes, chosen))]
 
 
-def read_manifest(storage: Storage, sid: str) -> dict | None:
+def read_manifest(storage: Storage, sid: str) -> StageManifest | None:
     """The manifest of a complete stage, None when the stage is missing or unfinished."""
     try:
-        return storage.read_json(f"{stage_rel(sid)}/{MANIFEST}")
+        return StageManifest.from_dict(storage.read_json(f"{stage_rel(sid)}/{MANIFEST}"))
     except FileNotFoundError:
         return None
 
@@ -121,13 +111,14 @@ class Execution:
     resources_per_worker: Mapping[str, float] | None
     fit: Callable
     build_dataset: Callable
-    on_event: Callable[[dict], None]
+    on_event: Callable[[StageEvent], None]
 
 
 def run_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
                storage: Storage | str, *, settings: TrainSettings | None = None, seed: int = 0,
                workers: int = 1, use_gpu: bool = False, max_failures: int = 1,
-               on_event: Callable[[dict], None] | None = None, fit: Callable | None = None,
+               on_event: Callable[[StageEvent], None] | None = None,
+               fit: Callable | None = None,
                build_dataset: Callable | None = None,
                resources_per_worker: Mapping[str, float] | None = None,
                sources_fp: Mapping[str, Any] | None = None, lock_ttl_s: float = 120.0,
@@ -137,8 +128,8 @@ def run_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
 
     `fit` defaults to trainers.fit.fit_stage and `build_dataset` to
     trainers.data.pipeline.build_stage_dataset (both looked up at call time, so tests may swap them).
-    `on_event(dict)` hears {"event": "stage", "status": "reused"|"waiting"|"training"|"trained",
-    "index", "of", "stage_id", "recipe"} so a sweep driver can report progress to Tune."""
+    `on_event(StageEvent)` hears each stage's state changes (trainers/contracts.py), so a sweep
+    driver can report progress to Tune."""
     if fit is None:
         from trainers import fit as fit_module
 
@@ -167,9 +158,8 @@ def obtain_stage(planned: PlannedStage, of: int, parent: StageResult | None, sou
     path = ex.storage.uri_of(rel)
 
     def emit(status: str, **extra) -> None:
-        ex.on_event({"event": "stage", "status": status, "index": planned.index, "of": of,
-                     "stage_id": planned.stage_id, "recipe": format_recipe(planned.recipe),
-                     "path": path, **extra})
+        ex.on_event(StageEvent(status, planned.index, of, planned.stage_id,
+                               format_recipe(planned.recipe), path, **extra))
 
     lease = Lease(ex.storage, f"{rel}/{LOCK}", ttl_s=lock_ttl_s)
     waiting_since = None
@@ -182,7 +172,7 @@ def obtain_stage(planned: PlannedStage, of: int, parent: StageResult | None, sou
                 if manifest is None:
                     emit("training")
                     manifest = train_stage(planned, parent, sources_fp, ex)
-                    emit("trained", wall_s=manifest["stage_wall_s"])
+                    emit("trained", wall_s=manifest.stage_wall_s)
                     return StageResult(planned.stage_id, path, True, manifest)
             finally:
                 lease.release()
@@ -204,9 +194,10 @@ def parent_source(planned: PlannedStage, parent: StageResult | None, ex: Executi
 
 
 def train_stage(planned: PlannedStage, parent: StageResult | None, sources_fp: dict,
-                ex: Execution) -> dict:
+                ex: Execution) -> StageManifest:
     """One fit of one stage; the weights are copied in first and the manifest written last."""
     from trainers.fit import FitConfig
+    from trainers.stage_manifest import build_manifest
 
     start = time.time()
     settings = planned.settings
@@ -224,9 +215,10 @@ def train_stage(planned: PlannedStage, parent: StageResult | None, sources_fp: d
         max_failures=ex.max_failures))
     rel = stage_rel(planned.stage_id)
     copy_checkpoint(outcome.path, ex.storage, rel)
-    manifest = build_manifest(planned, start_from, sources_fp, report, outcome, ex)
-    manifest["stage_wall_s"] = round(time.time() - start, 3)
-    ex.storage.write_json(f"{rel}/{MANIFEST}", manifest)
+    manifest = build_manifest(planned, start_from, sources_fp, report, outcome, ex.model,
+                              ex.seed, ex.workers, ex.use_gpu,
+                              stage_wall_s=round(time.time() - start, 3))
+    ex.storage.write_json(f"{rel}/{MANIFEST}", manifest.to_dict())
     _remove_run_dir(ex.storage, planned.stage_id)
     return manifest
 
@@ -249,102 +241,3 @@ def _remove_run_dir(storage: Storage, sid: str) -> None:
         storage.delete_dir(f"ray/{sid}")
     except OSError:
         pass  # best effort: a leftover folder costs disk, not correctness
-
-
-def build_manifest(planned: PlannedStage, start_from: str, sources_fp: dict, report: Any,
-                   outcome: Any, ex: Execution) -> dict:
-    data = to_plain(report)
-    return to_plain({
-        "stage_id": planned.stage_id,
-        "parent_id": planned.parent_id,
-        "model": ex.model,
-        "model_source": start_from,
-        "recipe": format_recipe(planned.recipe),
-        "recipe_exact": canonical_recipe(planned.recipe),
-        "data_seed": ex.seed,
-        "settings": planned.settings.to_dict(),
-        "settings_fingerprint": fingerprint_settings(planned.settings),
-        "sources": {s: sources_fp.get(s) for s, _ in planned.recipe},
-        "code_version": CODE_VERSION,
-        # How the weights were trained ("fp32", "bf16-autocast", "bf16-deepspeed": fp32 masters
-        # in every case), as the worker reports it, else as the settings resolve.
-        "precision": (outcome.metrics or {}).get("precision")
-        or planned.settings.precision_mode(ex.use_gpu),
-        # Read from the saved files, not assumed: "float32" (the master weights) expected.
-        "saved_dtype": saved_dtype(outcome.path),
-        **data_counts(data),
-        "data_report": data,
-        "tokens_seen": outcome.tokens_seen,
-        "loss_curve": outcome.loss_curve,
-        "tokens_per_s": outcome.tokens_per_s,
-        "wall_s": outcome.wall_s,
-        "steps": outcome.steps,
-        "metrics": outcome.metrics,
-        "workers": ex.workers,
-        "use_gpu": ex.use_gpu,
-        "trained_on": socket.gethostname(),
-    })
-
-
-# safetensors dtype codes of floating tensors -> torch's names.
-SAFETENSORS_FLOATS = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-                      "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
-
-
-def saved_dtypes(checkpoint: str | Path) -> list[str]:
-    """The dtypes of the floating tensors in a checkpoint folder's safetensors files (a local
-    path or a URI), read from each file's header (8-byte little-endian length, then JSON)."""
-    text = str(checkpoint)
-    fs, root = (pafs.FileSystem.from_uri(text) if "://" in text
-                else (pafs.LocalFileSystem(), str(Path(text).resolve())))
-    names = set()
-    for info in fs.get_file_info(pafs.FileSelector(root)):
-        if info.type != pafs.FileType.File or not info.base_name.endswith(".safetensors"):
-            continue
-        with fs.open_input_stream(info.path) as f:
-            size = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(size))
-        names.update(SAFETENSORS_FLOATS[t["dtype"]] for key, t in header.items()
-                     if key != "__metadata__" and t["dtype"] in SAFETENSORS_FLOATS)
-    return sorted(names)
-
-
-def saved_dtype(checkpoint: str | Path) -> str | None:
-    """One name ("float32") when every floating tensor has that dtype, "+"-joined names when
-    they differ, None when the folder has no safetensors file."""
-    return "+".join(saved_dtypes(checkpoint)) or None
-
-
-def data_counts(report: Any) -> dict:
-    """Per source: records selected and used, and rejects by reason (at reading: invalid
-    records; at formatting: e.g. over-long drops), from a pipeline.DataReport as a dict."""
-    sources = report.get("sources") if isinstance(report, Mapping) else None
-    if not sources:
-        return {"selected": None, "used": None, "rejected": None}
-    selected, used, rejected = {}, {}, {}
-    for s in sources:
-        selected[s["name"]] = s.get("selected")
-        used[s["name"]] = s.get("used")
-        read = s.get("rejects") or {}
-        rejected[s["name"]] = {"reading": read.get("counts", read),
-                               "formatting": s.get("format_rejects") or {}}
-    return {"selected": selected, "used": used, "rejected": rejected}
-
-
-def to_plain(obj: Any) -> Any:
-    """JSON-able copy: dataclasses, objects with to_dict(), numpy scalars, tuples, paths."""
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None  # JSON has no NaN or inf
-    if hasattr(obj, "to_dict"):
-        return to_plain(obj.to_dict())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_plain(dataclasses.asdict(obj))
-    if isinstance(obj, Mapping):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [to_plain(v) for v in obj]
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        return to_plain(obj.item())
-    return str(obj)

@@ -1,0 +1,48 @@
+"""A trial's progress as Tune sees it: which stage, trained or reused, and the latest loss.
+
+Stage events (trainers.contracts.StageEvent) and per-step losses (StepEvent) reach the trial
+through a queue from the task that trains (sweep/training.py); `Progress` turns them into
+`tune.report` calls.
+"""
+
+from __future__ import annotations
+
+from trainers.contracts import StageEvent, StepEvent
+
+
+class Progress:
+    """Reports the trial's state to Tune: which stage, trained or reused, and the loss."""
+
+    def __init__(self, stages: int):
+        self.stages, self.stage, self.status = stages, 0, "starting"
+        self.trained, self.reused = 0, 0
+
+    def report(self, **extra) -> None:
+        from ray import tune
+
+        tune.report({"stage": f"{self.stage}/{self.stages}", "stage_index": self.stage,
+                     "status": self.status, "stages_trained": self.trained,
+                     "stages_reused": self.reused, **extra})
+
+    def on_event(self, event: StageEvent | StepEvent) -> None:
+        if isinstance(event, StepEvent):
+            self.report(loss=event.loss)
+            return
+        self.stage, self.status = event.index + 1, f"stage {event.status}"
+        self.trained += event.status == "trained"
+        self.reused += event.status == "reused"
+        self.report()
+
+
+def metrics_forwarder(events):
+    """A Ray Train callback that puts each step's loss on the trial's event queue: the stages
+    run in a task outside the Tune session, so Tune's own TuneReportCallback cannot be used."""
+    from ray.train.v2.api.callback import UserCallback
+
+    class ForwardLoss(UserCallback):
+        def after_report(self, run_context, metrics, checkpoint):
+            first = metrics[0] if metrics else {}
+            if "loss" in first:
+                events.put(StepEvent(float(first["loss"]), first.get("step"), first.get("epoch")))
+
+    return ForwardLoss()

@@ -1,0 +1,80 @@
+"""A trial's training: its run's stages through trainers.stages.run_stages (each missing stage
+one Ray Train `TorchTrainer.fit()`, a finished one reused), in a task outside the trial's
+placement group, with stage events and per-step losses sent back to the trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from sweep import plan as planning
+from sweep.presets import source_specs, workers_for
+from sweep.progress import Progress, metrics_forwarder
+from sweep.strategies import with_settings
+from sweep.trial import TrialJob
+from trainers.storage import Storage
+
+
+def train_outside_trial_group(job_config: dict, progress: Progress) -> list:
+    """Run the stages in a zero-CPU task scheduled outside the trial's placement group.
+
+    Tune captures a trial's child tasks into its placement group, which holds only
+    `train_driver`: Ray Data's tasks (CPU 1) then cannot be scheduled at all. A task with an
+    explicit "DEFAULT" strategy is not captured, nor are its children. Stage events come back
+    through the same queue as Train's per-step metrics (loss), which the trial reports to Tune."""
+    import ray
+    from ray.util.queue import Empty, Queue
+
+    events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
+    task = ray.remote(_train_task).options(num_cpus=0, scheduling_strategy="DEFAULT")
+    ref = task.remote(job_config, events, metrics_forwarder(events))
+    while True:
+        done, _ = ray.wait([ref], timeout=1.0)
+        while True:
+            try:
+                progress.on_event(events.get_nowait())
+            except Empty:
+                break
+        if done:
+            return ray.get(ref)
+
+
+def _train_task(job_config: dict, events, callback) -> list:
+    import ray.data
+
+    # Ray Data's progress bars would scroll through Tune's table; stage events say enough.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    job = TrialJob.from_config(job_config)
+    return train_run(job, Storage(job.preset.storage), events.put, callback)
+
+
+def train_run(job: TrialJob, storage: Storage, on_event, callback=None) -> list:
+    """The run's stages in order (trainers.stages.StageResult each); none for a base run."""
+    from trainers.stages import run_stages
+
+    if not job.run.stages:
+        return []  # the base model
+    preset, model = job.preset, job.run.model
+    settings, data_seed = planning.seeded(job.run, preset)
+    hw = preset.hardware
+    results = run_stages(
+        model, with_settings(job.run.stages, settings), source_specs(preset, storage), storage,
+        settings=settings, seed=data_seed, workers=workers_for(preset, model),
+        use_gpu=hw.use_gpu, on_event=on_event,
+        fit=functools.partial(fit_with_callbacks, callbacks=[callback] if callback else []),
+        resources_per_worker={"GPU": 1} if hw.use_gpu else {"CPU": hw.cpus_per_worker},
+        sources_fp=planning.sources_fingerprint(preset))
+    ids = tuple(r.stage_id for r in results)
+    if ids != job.stage_ids:  # the plan and the trainer must name stages alike
+        raise RuntimeError(f"run {job.run_id}: planned stages {job.stage_ids}, trained {ids}")
+    return results
+
+
+def fit_with_callbacks(cfg, callbacks=()):
+    """trainers.fit.fit_stage, with Train's per-step metrics (loss) forwarded to the trial."""
+    from trainers import fit
+
+    if callbacks:
+        cfg = dataclasses.replace(cfg, callbacks=(*cfg.callbacks, *callbacks))
+    return fit.fit_stage(cfg)
