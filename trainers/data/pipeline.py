@@ -1,9 +1,16 @@
 """A stage's training data as a Ray Data dataset: read, validate, select, union, order, tokenize.
 
-The driver reads and selects (exact hashing needs each source's full id list); Ray Data tokenizes
-(`map_batches`, streaming), then lays out every epoch in its seeded order, a sort by
-sha256(seed, epoch, source, id): exact on any block layout. Train workers get the whole dataset
-and keep rows with `position % world_size == rank` (`iter_worker_rows`). Try it:
+Everything that touches a record body runs in Ray Data; the driver holds a few small values per
+record (ordinal, line, id, 32-byte selection key, reject reason), never the messages:
+  1. plan: one Ray task per source finds its parts (byte or row ranges) and its format;
+  2. scan: `map_batches` over the parts parses every row into those keys (trainers/data/scan.py);
+  3. select: the driver counts rejects, renames repeated ids and takes each source's exact,
+     seeded subset from the keys (the rule of selection.select, same ids);
+  4. read + tokenize: `map_batches` over the parts again, keeping the selected rows only;
+  5. lay out every epoch in its seeded order, a sort by sha256(seed, epoch, source, id): exact
+     on any block layout.
+Train workers get the whole dataset and keep rows with `position % world_size == rank`
+(`iter_worker_rows`). Try it:
     python -m trainers.data --recipe "math=1/256,code=1/256,general=1/256"
 """
 
@@ -18,9 +25,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from trainers.data.recipe import Recipe, format_amount, format_recipe
-from trainers.data.records import Rejects
-from trainers.data.selection import order_key, select
-from trainers.data.sources import SourceSpec, read_records
+from trainers.data.records import RecordError, Rejects
+from trainers.data.selection import count_for, order_key, selection_key
+from trainers.data.sources import SourceSpec
 
 ROW_COLUMNS = ["epoch", "position", "source", "id", "input_ids", "labels", "n_tokens"]
 
@@ -99,25 +106,167 @@ def _stats(t: TokenStats) -> str:
 HELD_OUT = frozenset({"math_test", "general_test"})  # the built-in corpora's test splits
 
 
-# ---- driver side: read, validate, select -------------------------------------------------------
+# ---- driver side: plan, scan, select from small keys -------------------------------------------
 
-def select_sources(recipe: Recipe, specs: dict[str, SourceSpec], seed: int, strict: bool = False,
-                   max_chars: int | None = None) -> tuple[list[dict], list[dict]]:
-    """(selected records of every source, per-source read/kept/rejected/selected counts)."""
-    selected, counts = [], []
-    for source, amount in recipe:
+@dataclass(frozen=True)
+class Selection:
+    """One source's selected rows: ordinals (file order), their final ids (Arrow strings), and
+    the source's plan (scan.Plan: its parts, to read them again)."""
+
+    source: str
+    ordinals: np.ndarray
+    ids: object
+    plan: object
+
+
+def check_recipe(recipe: Recipe, specs: dict[str, SourceSpec]) -> None:
+    for source, _ in recipe:
         if source not in specs:
             raise KeyError(f"recipe names source {source!r}; known: {sorted(specs)}")
         if source in HELD_OUT:  # evaluation items: training on them would void every score
             raise ValueError(f"recipe names {source!r}, a held-out test split; never train on it")
-        spec, rejects = specs[source], Rejects()
-        records = read_records(spec, strict=strict, rejects=rejects, max_chars=max_chars)
-        chosen = select(records, amount, seed, source)
-        selected.extend({**r, "source": source} for r in chosen)
-        counts.append({"name": source, "location": spec.location, "amount": format_amount(amount),
-                       "read": len(records) + rejects.total, "kept": len(records),
-                       "rejects": rejects.to_dict(), "selected": len(chosen)})
-    return selected, counts
+
+
+def fetch(refs):
+    """Every object the driver takes back from Ray goes through here (a test watches it)."""
+    import ray
+
+    return ray.get(refs)
+
+
+def plan_sources(recipe: Recipe, specs: dict[str, SourceSpec], num_blocks: int | None) -> dict:
+    import ray
+
+    from trainers.data.scan import plan_source
+
+    plan = ray.remote(plan_source)
+    refs = [plan.remote(specs[source], num_blocks) for source, _ in recipe]
+    return dict(zip([source for source, _ in recipe], fetch(refs)))
+
+
+def scan_sources(plans: dict, specs: dict[str, SourceSpec], seed: int,
+                 max_chars: int | None) -> dict:
+    """{source: its rows' keys (scan.KEY_COLUMNS) in file order}, parsed in Ray Data."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import ray
+
+    from trainers.data.scan import KEY_COLUMNS, part_item, scan_part
+
+    items = [part_item(p) for plan in plans.values() for p in plan.parts]
+    types = _key_types()
+    empty = pa.table({c: pa.array([], type=types[c]) for c in KEY_COLUMNS})
+    if not items:
+        return {source: empty for source in plans}
+    keys = (ray.data.from_items(items, override_num_blocks=len(items))
+            .map_batches(scan_part, batch_size=1, batch_format="pyarrow",
+                         fn_kwargs={"specs": _used(specs, plans), "plans": plans, "seed": seed,
+                                    "max_chars": max_chars}))
+    table = pa.concat_tables([empty, *fetch(keys.to_arrow_refs())])
+    return {source: table.filter(pc.equal(table["source"], source)).sort_by("ordinal")
+            for source in plans}
+
+
+def _key_types():
+    import pyarrow as pa
+
+    return {"source": pa.string(), "ordinal": pa.int64(), "line": pa.int64(), "id": pa.string(),
+            "key": pa.binary(), "reason": pa.string(), "repair": pa.string(), "tag": pa.string()}
+
+
+def _used(specs: dict, plans: dict) -> dict:
+    return {name: specs[name] for name in plans}
+
+
+def select_sources(recipe: Recipe, specs: dict[str, SourceSpec], seed: int, strict: bool = False,
+                   max_chars: int | None = None,
+                   num_blocks: int | None = None) -> tuple[list[Selection], list[dict]]:
+    """(each source's Selection, per-source read/kept/rejected/selected counts), the ids exactly
+    those of selection.select over sources.read_records, with no record body on the driver."""
+    check_recipe(recipe, specs)
+    plans = plan_sources(recipe, specs, num_blocks)
+    keys = scan_sources(plans, specs, seed, max_chars)
+    selections, counts = [], []
+    for source, amount in recipe:
+        selection, count = select_from_keys(keys.pop(source), specs[source], plans[source],
+                                            amount, seed, strict)
+        selections.append(selection)
+        counts.append({**count, "amount": format_amount(amount)})
+    return selections, counts
+
+
+def select_from_keys(table, spec: SourceSpec, plan, amount, seed: int, strict: bool):
+    """read_records' reject counting, id renaming and tag exclusion, then selection.select's
+    rule (the first count_for(amount, kept) rows in selection-key order), on one source's keys."""
+    import pyarrow.compute as pc
+
+    rejects = Rejects()
+    bad = table.filter(pc.not_equal(table["reason"], ""))
+    if strict and len(bad):
+        raise RecordError(spec.location, bad["line"][0].as_py(), bad["reason"][0].as_py())
+    if plan.error is not None:
+        raise plan.error
+    _count_located(rejects.add, bad, "reason", spec.location)
+    _count_located(rejects.repair, table.filter(pc.not_equal(table["repair"], "")), "repair",
+                   spec.location)
+    good = table.filter(pc.equal(table["reason"], ""))
+    keys, ids = _fixed_keys(good["key"]), good["id"].combine_chunks()
+    renamed = _rename_repeats(keys, ids, good["line"], spec, seed, rejects)
+    tagged = pc.not_equal(good["tag"], "").to_numpy(zero_copy_only=False)
+    for row in np.flatnonzero(tagged):
+        rid = renamed.get(int(row), ids[int(row)].as_py())
+        rejects.add(good["tag"][int(row)].as_py(), f"{spec.location}#{rid}")
+    kept_rows = np.flatnonzero(~tagged)
+    if renamed and len(np.unique(keys[kept_rows])) != len(kept_rows):
+        raise ValueError(f"source {spec.name!r}: record ids are not unique; selection needs them")
+    n = count_for(amount, len(kept_rows))
+    chosen = np.sort(kept_rows[np.argsort(keys[kept_rows], kind="stable")[:n]])
+    chosen_ids = [renamed.get(int(r), rid) for r, rid in zip(chosen, ids.take(chosen).to_pylist())]
+    ordinals = good["ordinal"].to_numpy()[chosen]
+    count = {"name": spec.name, "location": spec.location, "read": len(table),
+             "kept": len(kept_rows), "rejects": rejects.to_dict(), "selected": n}
+    return Selection(spec.name, ordinals, _strings(chosen_ids), plan), count
+
+
+def _count_located(add, rows, column: str, location: str) -> None:
+    """add(reason, "file:line") for each row, in file order (the first few are the examples)."""
+    for what, line in zip(rows[column].to_pylist(), rows["line"].to_pylist()):
+        add(what, f"{location}:{line}")
+
+
+def _fixed_keys(column) -> np.ndarray:
+    """32-byte selection keys as a numpy "S32" array, without a Python object per row."""
+    import pyarrow as pa
+
+    fixed = column.combine_chunks().cast(pa.binary(32))
+    if not len(fixed):
+        return np.array([], dtype="S32")
+    return np.frombuffer(fixed.buffers()[1], dtype="S32", count=len(fixed),
+                         offset=fixed.offset * 32).copy()
+
+
+def _rename_repeats(keys: np.ndarray, ids, lines, spec: SourceSpec, seed: int,
+                    rejects: Rejects) -> dict[int, str]:
+    """read_records' rule: the k-th repeat of an id (file order) becomes `id#k`, a counted
+    repair. Equal ids have equal keys, so only rows whose key repeats are looked at. Updates
+    `keys` in place; returns {row: new id}."""
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts[inverse] > 1)
+    seen, renamed = Counter(), {}
+    for row in repeated.tolist():
+        rid = ids[row].as_py()
+        seen[rid] += 1
+        if seen[rid] > 1:
+            rejects.repair("duplicate id renamed id#k", f"{spec.location}:{lines[row].as_py()}")
+            renamed[row] = f"{rid}#{seen[rid]}"
+            keys[row] = selection_key(seed, spec.name, renamed[row])
+    return renamed
+
+
+def _strings(values: list[str]):
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())
 
 
 # ---- Ray Data side: tokenize, then lay out the epochs ------------------------------------------
@@ -172,25 +321,55 @@ def build_stage_dataset(
     import ray
 
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    selected, counts = select_sources(recipe, specs, seed, strict, max_chars)
-    if not selected:
+    selections, counts = select_sources(recipe, specs, seed, strict, max_chars, num_blocks)
+    if not sum(len(s.ordinals) for s in selections):
         raise ValueError(f"recipe {format_recipe(recipe)} selects no records")
-    rows = [{"source": r["source"], "id": r["id"], "messages": r["messages"]} for r in selected]
     tokenized = (
-        ray.data.from_items(rows, override_num_blocks=num_blocks or default_blocks(len(rows)))
+        read_selected(selections, specs, max_chars)
         .map_batches(_tokenize, batch_format="numpy", zero_copy_batch=False,
                      fn_kwargs={"tokenizer_name": tokenizer_name, "max_len": max_len,
                                 "overlong": overlong})
         .materialize()
     )
-    outcome = tokenized.select_columns(["source", "id", "n_tokens", "truncated",
-                                        "reject_reason"]).to_pandas()
+    outcome = _outcome(tokenized)
     report = _report(recipe, counts, outcome, seed=seed, epochs=epochs, max_len=max_len,
                      overlong=overlong, tokenizer_name=tokenizer_name)
     if report.rows_per_epoch == 0:
         raise ValueError(f"every selected sample was rejected at tokenization:\n{report.format()}")
     kept = outcome[outcome["reject_reason"] == ""]
     return order_epochs(tokenized, list(zip(kept["source"], kept["id"])), seed, epochs), report
+
+
+def read_selected(selections: list[Selection], specs: dict[str, SourceSpec],
+                  max_chars: int | None):
+    """The selected records (source, id, messages) read again from their parts in Ray Data:
+    each part task gets only its own selected ordinals and ids."""
+    import ray
+
+    from trainers.data.scan import part_item, read_part
+
+    plans = {selection.source: selection.plan for selection in selections}
+    items = []
+    for selection in selections:
+        for part in selection.plan.parts:
+            inside = (selection.ordinals >= part.first_ordinal) & \
+                (selection.ordinals < part.end_ordinal)
+            if inside.any():
+                ids = selection.ids.filter(inside).to_pylist()
+                items.append(part_item(part, ordinals=selection.ordinals[inside].tobytes(),
+                                       ids=json.dumps(ids)))
+    return (ray.data.from_items(items, override_num_blocks=len(items))
+            .map_batches(read_part, batch_size=1, batch_format="pyarrow",
+                         fn_kwargs={"specs": _used(specs, plans), "plans": plans,
+                                    "max_chars": max_chars}))
+
+
+def _outcome(tokenized):
+    """Per selected record: source, id, n_tokens, truncated, reject_reason (no tokens)."""
+    import pyarrow as pa
+
+    columns = ["source", "id", "n_tokens", "truncated", "reject_reason"]
+    return pa.concat_tables(fetch(tokenized.select_columns(columns).to_arrow_refs())).to_pandas()
 
 
 def order_epochs(tokenized, pairs: list[tuple[str, str]], seed: int, epochs: int):
