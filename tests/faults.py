@@ -20,9 +20,7 @@ import ray.cloudpickle
 def dies_once(rank: int, after_step: int, marker: str | Path):
     """A worker function: rank `rank` exits (os._exit(1), no cleanup) after its `after_step`-th
     train step of the first attempt; `marker` remembers it happened, so the restart runs on."""
-    import trainers.loop
-
-    real_loop, marker = trainers.loop.train_loop_per_worker, str(marker)
+    marker = str(marker)
 
     def loop(config: dict) -> None:
         import ray.train
@@ -41,7 +39,9 @@ def dies_once(rank: int, after_step: int, marker: str | Path):
                 return stats
 
             worker_loop.train_step = step_then_maybe_die
-        real_loop(config)
+        # In the worker process the module still holds the real loop: only the driver's copy
+        # was patched. (Capturing it here would pickle it by value, with its own globals.)
+        worker_loop.train_loop_per_worker(config)
 
     return loop
 
