@@ -204,8 +204,7 @@ def select_from_keys(table, spec: SourceSpec, plan, amount, seed: int, strict: b
     bad = table.filter(pc.not_equal(table["reason"], ""))
     if strict and len(bad):
         raise RecordError(spec.location, bad["line"][0].as_py(), bad["reason"][0].as_py())
-    if plan.error is not None:
-        raise plan.error
+    plan.raise_error()
     _count_located(rejects.add, bad, "reason", spec.location)
     _count_located(rejects.repair, table.filter(pc.not_equal(table["repair"], "")), "repair",
                    spec.location)

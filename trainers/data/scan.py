@@ -57,14 +57,19 @@ class Part:
 @dataclass(frozen=True)
 class Plan:
     """A source's parts and format. `fmt` None: no row names a format; rows before ordinal
-    `detect_ordinal` precede the detection. `error`: a file error, raised after the parts' rows
-    are counted (a malformed JSON list is a whole-file error, as in `read_records`)."""
+    `detect_ordinal` precede the detection. `error`: a file error's (path, line, reason), raised
+    after the parts' rows are counted (a malformed JSON list is a whole-file error, as in
+    `read_records`); kept as plain values, since a RecordError does not unpickle."""
 
     source: str
     parts: tuple[Part, ...]
     fmt: str | None
     detect_ordinal: int
-    error: RecordError | None = None
+    error: tuple | None = None
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise RecordError(*self.error)
 
 
 # ---- planning: one Ray task per source --------------------------------------------------------
@@ -81,7 +86,11 @@ def plan_source(spec: SourceSpec, n_parts: int | None = None) -> Plan:
             return _plan_list(spec, text, n_parts)
         return _plan_lines(spec, text, n_parts)
     except RecordError as err:
-        return Plan(spec.name, (), None, NO_MORE, err)
+        return Plan(spec.name, (), None, NO_MORE, _located(err))
+
+
+def _located(err: RecordError) -> tuple:
+    return err.path, err.line, err.reason
 
 
 def _kind(spec: SourceSpec) -> str:
@@ -143,7 +152,7 @@ def _plan_list(spec: SourceSpec, text: str, n_parts: int | None) -> Plan:
             if fmt is None and isinstance(obj, dict) and detect_format(obj):
                 fmt, detect_at = detect_format(obj), ordinal
     except RecordError as err:
-        error = err
+        error = _located(err)
     if spec.format != "auto":
         fmt, detect_at = spec.format, 0
     if not starts:
