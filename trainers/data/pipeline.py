@@ -162,9 +162,20 @@ def scan_sources(plans: dict, specs: dict[str, SourceSpec], seed: int,
             .map_batches(scan_part, batch_size=1, batch_format="pyarrow",
                          fn_kwargs={"specs": _used(specs, plans), "plans": plans, "seed": seed,
                                     "max_chars": max_chars}))
-    table = pa.concat_tables([empty, *fetch(keys.to_arrow_refs())])
-    return {source: table.filter(pc.equal(table["source"], source)).sort_by("ordinal")
-            for source in plans}
+    by_source = {source: [empty] for source in plans}
+    for block in fetch(keys.to_arrow_refs()):
+        sources = pc.unique(block["source"]).to_pylist()  # one, unless Ray merged blocks
+        for source in sources:
+            by_source[source].append(block if len(sources) == 1 else
+                                     block.filter(pc.equal(block["source"], source)))
+    return {source: _in_file_order(pa.concat_tables(blocks)) for source, blocks in
+            by_source.items()}
+
+
+def _in_file_order(table):
+    """The keys by ordinal; parts come back in order, so this seldom copies."""
+    ordinals = table["ordinal"].to_numpy()
+    return table if np.all(ordinals[1:] > ordinals[:-1]) else table.sort_by("ordinal")
 
 
 def _key_types():
@@ -208,8 +219,8 @@ def select_from_keys(table, spec: SourceSpec, plan, amount, seed: int, strict: b
     _count_located(rejects.add, bad, "reason", spec.location)
     _count_located(rejects.repair, table.filter(pc.not_equal(table["repair"], "")), "repair",
                    spec.location)
-    good = table.filter(pc.equal(table["reason"], ""))
-    keys, ids = _fixed_keys(good["key"]), good["id"].combine_chunks()
+    good = table.filter(pc.equal(table["reason"], "")) if len(bad) else table
+    keys, ids = _fixed_keys(good["key"]), good["id"]
     renamed = _rename_repeats(keys, ids, good["line"], spec, seed, rejects)
     tagged = pc.not_equal(good["tag"], "").to_numpy(zero_copy_only=False)
     for row in np.flatnonzero(tagged):
@@ -316,6 +327,8 @@ def build_stage_dataset(
     Tokenization runs once per selected record (a streaming `map_batches`) and is materialized,
     because the report and the epoch positions must count format rejects first: positions are
     contiguous over the samples kept, so every rank gets its fair share and none waits on a hole.
+    `num_blocks`: parts per source (default: about one per 5000 rows, at most 64); any layout
+    gives the same rows.
     """
     import ray
 
