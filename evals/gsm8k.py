@@ -69,7 +69,8 @@ def extract_flexible(reply: str) -> str | None:
 
 
 def load_problems(data: str | Path | None = None, *, limit: int | None = None) -> list[Question]:
-    """The test set from a local JSONL (`question`, `answer`) or a Hugging Face id (default)."""
+    """The test set from a JSONL (`question`, `answer`; a local path or an s3:// / gs:// URI) or
+    a Hugging Face id (default)."""
     rows = _rows(data if data is not None else HF_ID)
     questions = []
     for number, row, where in rows:
@@ -87,6 +88,8 @@ def load_problems(data: str | Path | None = None, *, limit: int | None = None) -
 
 
 def _rows(source: str | Path):
+    if "://" in str(source):  # a file in object storage (a sweep's built-in held-out split)
+        return [(n, row, str(source)) for n, row in iter_jsonl(str(source))]
     path = Path(source)
     if path.exists():
         return [(n, row, str(path)) for n, row in iter_jsonl(path)]

@@ -43,23 +43,43 @@ def _open(path: Path, mode: str):
     return open(path, mode, encoding="utf-8")
 
 
+def _remote_lines(uri: str) -> list[str]:
+    """A file in object storage (s3://, gs://, ...: a sweep's held-out split lives there)."""
+    import pyarrow.fs as pafs
+
+    filesystem, path = pafs.FileSystem.from_uri(uri)
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            data = stream.read()
+    except FileNotFoundError:
+        raise RecordError(uri, None, "no such file") from None
+    return (gzip.decompress(data) if uri.endswith(".gz") else data).decode().splitlines()
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; a line that is not a JSON object raises."""
+    """(line number, object) for each non-blank line; a line that is not a JSON object raises.
+    `path`: a local file or a URI (s3://, gs://)."""
+    if "://" in str(path):
+        yield from _parse_lines(str(path), _remote_lines(str(path)))
+        return
     path = Path(path)
     if not path.is_file():
         raise RecordError(str(path), None, "no such file")
     with _open(path, "r") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RecordError(str(path), number, f"not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise RecordError(str(path), number, f"expected a JSON object, got "
-                                                     f"{type(obj).__name__}")
-            yield number, obj
+        yield from _parse_lines(str(path), f)
+
+
+def _parse_lines(where: str, lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RecordError(where, number, f"not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise RecordError(where, number, f"expected a JSON object, got {type(obj).__name__}")
+        yield number, obj
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

@@ -62,10 +62,12 @@ def evaluate_run(job: TrialJob, model: str, storage: Storage) -> list[Measuremen
     for name, where in data.items():
         if where.startswith("builtin:"):  # a held-out split of the built-in corpora
             data[name] = builtin_specs(job.preset, storage)[where.removeprefix("builtin:")].location
+    out_dir = _local_dir(storage, f"evals/{job.run_id}")
     out = evaluate(model, list(ev.names), limit=ev.limits_by_name(), judge=judge,
-                   out_dir=_local_dir(storage, f"evals/{job.run_id}"),
-                   cache_dir=_local_dir(storage, "eval_cache"), data=data,
+                   out_dir=out_dir, cache_dir=_local_dir(storage, "eval_cache"), data=data,
                    max_new_tokens=ev.max_new_tokens)
+    if not storage.is_local:  # the outputs (replies, judgments, sandbox results) live in storage
+        storage.upload_dir(out_dir, f"evals/{job.run_id}")
     write_items(storage, job.run_id, item_rows(job.run_id, out))
     return measurements_of(out)
 

@@ -189,17 +189,20 @@ def build_report(storage: Storage) -> tuple[str, list, Cells]:
 
 
 def write_report(storage: str | Storage, out: str | Path | None = None) -> Path:
-    """report.md, report.json and figures into `out` (default: <storage>/report locally)."""
+    """report.md, report.json and figures into `out` (default: <storage>/report locally; for
+    remote storage a local cache folder), and for remote storage uploaded to <storage>/report."""
     from sweep.figures import write_figures
 
     storage = storage if isinstance(storage, Storage) else Storage(storage)
     out = Path(out) if out is not None else (
-        storage.local_path("report") if storage.is_local else Path("report"))
+        storage.local_path("report") if storage.is_local else storage.cache_dir() / "report")
     out.mkdir(parents=True, exist_ok=True)
     text, tested, cells = build_report(storage)
     (out / "report.md").write_text(text, encoding="utf-8")
     (out / "report.json").write_text(json.dumps(report_json(cells, tested), indent=1))
     write_figures(cells, out, storage)
+    if not storage.is_local:
+        storage.upload_dir(out, "report")
     return out
 
 

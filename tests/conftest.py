@@ -8,11 +8,31 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from s3_server import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DMT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """The loopback S3 server (tests/s3_server.py), one per session, started on first use."""
+    try:
+        import boto3  # noqa: F401
+        import moto  # noqa: F401
+    except ImportError:
+        pytest.fail("moto[server] and boto3 are dev dependencies: bash scripts/dev.sh installs them")
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def s3(s3_server):
+    """A fresh bucket on the loopback server: (server, "s3://<bucket>")."""
+    return s3_server, f"s3://{s3_server.new_bucket()}"
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 """Run storage (a local folder or an s3:// / gs:// / file:// URI through pyarrow.fs) and the lease
 lock that lets many processes share it: JSON files written atomically, folders copied in and out
 (remote folders cached locally), and `Lease`, a heartbeat lock file whose holder may crash.
+Claims are atomic on local folders (hard links) and on S3 (conditional puts through boto3,
+trainers/s3_conditional.py); on gs:// they are best effort (check-then-put).
     python -c "from trainers.storage import Storage; print(Storage('./runs').uri)"
 """
 
@@ -33,6 +35,7 @@ class Storage:
         self.fs, self.root = pafs.FileSystem.from_uri(self.uri)
         self.root = self.root.rstrip("/")
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.scheme = "file" if self.is_local else self.uri.split("://", 1)[0]
 
     def __repr__(self) -> str:
         return f"Storage({self.uri!r})"
@@ -94,32 +97,73 @@ class Storage:
         with self.fs.open_output_stream(self.path(rel)) as f:
             f.write(data)
 
+    @property
+    def atomic_claims(self) -> bool:
+        """Whether create-if-absent and replace-if-unchanged are atomic here (local, S3)."""
+        return self.is_local or self.scheme == "s3"
+
+    def _bucket_key(self, rel: str) -> tuple[str, str]:
+        bucket, _, key = self.path(rel).partition("/")
+        return bucket, key
+
     def create_json_exclusive(self, rel: str, obj: Any) -> bool:
-        """Write `rel` only if it does not exist; True when this call created it.
+        """Write `rel` only if it does not exist; True when this call created it."""
+        return self.create_json_tagged(rel, obj) is not None
+
+    def create_json_tagged(self, rel: str, obj: Any) -> str | None:
+        """Write `rel` only if it does not exist: its version tag ("" locally, the ETag on S3)
+        when this call created it, None when it existed.
 
         Locally this is atomic: the full content goes to a temp file that is hard-linked to the
-        target (link fails if the target exists, like O_EXCL, and no reader sees it empty).
-        Object stores have no create-if-absent through pyarrow, so there it is check-then-put
-        followed by a read-back: two racers within ~the same second may both win (see Lease)."""
+        target (link fails if the target exists, like O_EXCL, and no reader sees it empty). On
+        S3 it is a conditional put (If-None-Match). Other object stores have no create-if-absent
+        through pyarrow: check-then-put with a read-back, so two racers within ~the same second
+        may both win (see Lease)."""
         data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+        if self.scheme == "s3":
+            from trainers import s3_conditional
+
+            return s3_conditional.put_if_absent(*self._bucket_key(rel), data)
         if self.is_local:
             target = self.local_path(rel)
             tmp = _write_beside(target, data)
             try:
                 os.link(tmp, target)
-                return True
+                return ""
             except FileExistsError:
-                return False
+                return None
             finally:
                 tmp.unlink(missing_ok=True)
         if self.exists(rel):
-            return False
+            return None
         self.write_json(rel, obj)
         time.sleep(0.5)  # let a concurrent put land, then see whose content won
         try:
-            return self.read_json(rel) == obj
+            return "" if self.read_json(rel) == obj else None
         except FileNotFoundError:
-            return False
+            return None
+
+    def read_json_tagged(self, rel: str) -> tuple[Any, str | None]:
+        """`rel`'s content and its version tag (the ETag on S3, None elsewhere)."""
+        if self.scheme != "s3":
+            return self.read_json(rel), None
+        from trainers import s3_conditional
+
+        data, etag = s3_conditional.get(*self._bucket_key(rel))
+        try:
+            return json.loads(data), etag
+        except ValueError as e:
+            raise ValueError(f"{self.uri_of(rel)}: not valid JSON: {e}") from e
+
+    def replace_json_if(self, rel: str, obj: Any, tag: str) -> str | None:
+        """S3 only: replace `rel` if it still has version `tag`; the new tag, or None when
+        someone else wrote (or deleted) it since."""
+        if self.scheme != "s3":
+            raise NotImplementedError(f"{self.uri}: replace-if-unchanged needs S3")
+        from trainers import s3_conditional
+
+        data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+        return s3_conditional.put_if_match(*self._bucket_key(rel), data, tag)
 
     def delete(self, rel: str) -> None:
         """Remove a file; a missing one is fine (someone else cleaned up first)."""
@@ -199,10 +243,12 @@ class Lease:
     over, so a crashed holder blocks others for at most one TTL. Takeover goes through a
     create-exclusive claim file named after the stale owner's token, so only one waiter takes
     over a given stale lock. Guarantees: on local (and NFS-like POSIX) storage acquisition and
-    takeover are atomic; a holder frozen for longer than the TTL can lose the lease, which its
-    heartbeat notices (`lost`). On object stores creation is check-then-put, so two processes
-    starting within the read-back window may both hold the lease: the work is then done twice,
-    which wastes time but stays correct when results are written atomically (a manifest last).
+    takeover are atomic; so are they on S3, where the claim is a conditional put and a takeover
+    or a heartbeat replaces the record only if its ETag is unchanged (If-Match). A holder frozen
+    for longer than the TTL can lose the lease, which its heartbeat notices (`lost`). On other
+    object stores (gs://) creation is check-then-put, so two processes starting within the
+    read-back window may both hold the lease: the work is then done twice, which wastes time but
+    stays correct when results are written atomically (a manifest last).
     """
 
     def __init__(self, storage: Storage, rel: str, *, ttl_s: float = 120.0,
@@ -214,6 +260,7 @@ class Lease:
         self.token = uuid.uuid4().hex
         self.held = False
         self.lost = False
+        self._tag: str | None = None  # S3: the ETag of our last write of the record
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -242,15 +289,34 @@ class Lease:
         """One attempt, never blocks: True when this process now holds the lease."""
         if self.held:
             return True
-        if not self.storage.create_json_exclusive(self.rel, self.record()):
-            current = self.holder()
-            if current is None or not self.is_stale(current) or not self._take_over(current):
+        self._tag = self.storage.create_json_tagged(self.rel, self.record())
+        if self._tag is None:
+            taken = (self._take_over_s3() if self.storage.scheme == "s3"
+                     else self._take_over_if_stale())
+            if not taken:
                 return False
         self.held, self.lost = True, False
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease:{self.rel}")
         self._thread.start()
         return True
+
+    def _take_over_if_stale(self) -> bool:
+        current = self.holder()
+        return current is not None and self.is_stale(current) and self._take_over(current)
+
+    def _take_over_s3(self) -> bool:
+        """Replace a stale record only if nobody rewrote it since we read it (If-Match)."""
+        try:
+            current, etag = self.storage.read_json_tagged(self.rel)
+        except FileNotFoundError:
+            return False  # released just now: the next attempt creates it
+        except ValueError:
+            return False  # half-written by hand? never on S3 (puts are whole): not ours
+        if not self.is_stale(current):
+            return False
+        self._tag = self.storage.replace_json_if(self.rel, self.record(), etag)
+        return self._tag is not None
 
     def _take_over(self, stale: dict) -> bool:
         claim = f"{self.rel}.takeover-{stale.get('token')}"
@@ -278,6 +344,12 @@ class Lease:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
+            if self.storage.scheme == "s3":
+                self._tag = self.storage.replace_json_if(self.rel, self.record(), self._tag)
+                if self._tag is None:
+                    self.lost = True  # rewritten by a taker-over: no longer ours
+                    return
+                continue
             current = self.holder()
             if current is None or current.get("token") != self.token:
                 self.lost = True  # taken over while we were frozen past the TTL
