@@ -20,7 +20,7 @@ def test_put_get_and_what_a_key_depends_on(tmp_path):
     # The order of the decoding settings does not matter; each field does.
     same = make_key("preset:tiny_llama", "gsm8k", "1", dict(reversed(DECODING.items())), 20,
                     "data.jsonl")
-    assert cache.get(same) is not None
+    assert same == key and cache.get(same) == {"metrics": {"accuracy": 0.25}}
     for other in [
         make_key("preset:smollm2_135m", "gsm8k", "1", DECODING, 20, "data.jsonl"),
         make_key("preset:tiny_llama", "gsm8k", "2", DECODING, 20, "data.jsonl"),

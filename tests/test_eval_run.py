@@ -6,6 +6,7 @@ generation, GSM8K and HumanEval."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 import sys
@@ -140,12 +141,17 @@ def test_real_generation_one_load_then_cached(tmp_path, tiny_model, tokenizer, m
     assert len(loads) == 1  # one load shared by both evals
     gsm, he = results["gsm8k"], results["humaneval"]
     assert gsm["metrics"]["questions"] == 2 and gsm["metrics"]["scored"] == 2
-    assert 0.0 <= gsm["metrics"]["accuracy_flexible"] <= 1.0
-    assert he["metrics"]["problems"] == 2 and he["metrics"]["pass@1"] == 0.0  # random weights
+    # random weights: no number in the replies, no passing program
+    assert gsm["metrics"]["accuracy_flexible"] == gsm["metrics"]["accuracy_strict"] == 0.0
+    assert he["metrics"]["problems"] == 2 and he["metrics"]["pass@1"] == 0.0
+    ln_vocab = math.log(len(tokenizer))
     for result in (gsm, he):
-        lines = Path(result["records"]).read_text().splitlines()
-        assert len(lines) == 2 and "completion" in json.loads(lines[0])
-        assert json.loads(lines[0])["ref_logprob"] < 0
+        records = [json.loads(line) for line in Path(result["records"]).read_text().splitlines()]
+        assert len(records) == 2 and all(r["completion"] for r in records)
+        # the reference answer's mean log-prob per token under a near-uniform random model
+        for r in records:
+            assert abs(r["ref_logprob"] + ln_vocab) < 1.0, (r["ref_logprob"], ln_vocab)
+            assert r["ref_tokens"] > 0
     gsm_items = assert_items_are_the_metrics(gsm)
     assert set(gsm_items) == {"accuracy_strict", "accuracy_flexible", "ref_logprob"}
     assert [i["item"] for i in gsm_items["ref_logprob"]] == ["gsm8k/0", "gsm8k/1"]
@@ -171,9 +177,18 @@ def test_command_prints_a_table(tmp_path, capsys):
     main(["--model", "tiny_llama", "--evals", "gsm8k", "--limit", "2", "--gsm8k-data",
           str(data), "--max-new-tokens", "4", "--out", str(tmp_path / "out")])
     printed = capsys.readouterr().out
-    assert "accuracy_flexible" in printed and "gsm8k_records.jsonl" in printed
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["gsm8k"]["model"] == \
-        "preset:tiny_llama"
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())["gsm8k"]
+    assert saved["model"] == "preset:tiny_llama" and saved["limit"] == 2
+    metrics = saved["metrics"]
+    assert (metrics["questions"], metrics["scored"], metrics["missing"]) == (2, 2, 0)
+    assert metrics["accuracy_flexible"] == 0.0  # the random tiny model answers no question
+    records = [json.loads(x) for x in Path(saved["records"]).read_text().splitlines()]
+    assert [r["id"] for r in records] == ["gsm8k/0", "gsm8k/1"]
+    assert [r["target"] for r in records] == ["2", "3"]  # write_gsm8k's answers 0 + 2, 1 + 2
+    # the printed table is the saved result: the headline row with its value and n
+    row = next(line for line in printed.splitlines() if "accuracy_flexible" in line)
+    assert re.split(r"\s{2,}", row.strip())[1:3] == ["accuracy_flexible", "0.0000"]
+    assert re.split(r"\s{2,}", row.strip())[4] == "2" and "gsm8k_records.jsonl" in row
 
 
 def test_per_eval_limits_and_cache_keys(tmp_path, tiny_model, tokenizer):

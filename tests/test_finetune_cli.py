@@ -79,9 +79,11 @@ def test_finetune_names_stages_as_the_sweep_does(options, question, preset, run,
 @pytest.mark.slow
 def test_cli_trains_each_stage_once_and_leaves_loadable_checkpoints(
         ray_local, tmp_path, monkeypatch, capsys):
+    import torch
     from transformers import AutoModelForCausalLM
 
     from trainers import fit
+    from trainers.model import build_model
 
     fits = []
     real_fit = fit.fit_stage
@@ -102,10 +104,17 @@ def test_cli_trains_each_stage_once_and_leaves_loadable_checkpoints(
     assert staged[0].stage_id == mixed.stage_id
     assert [r.trained for r in staged] == [False, True] and fits == [r.stage_id for r in staged]
     assert staged[1].manifest.model_source == mixed.path
+    # the smoke corpora (math 16, code 8, general 8) at --scale 1/4
+    assert [r.manifest.selected for r in staged] == [{"code": 2, "math": 4}, {"general": 2}]
     for r in staged:
         model = AutoModelForCausalLM.from_pretrained(r.path)
-        assert model.config.num_hidden_layers == 2
-        assert r.manifest.tokens_seen > 0 and r.manifest.selected
+        assert model.config.num_hidden_layers == 2 and r.manifest.tokens_seen > 0
+    # The first stage's checkpoint holds trained weights: every tensor differs from the seeded
+    # tiny_llama it started from, so a fit that ran but updated nothing fails here. (Not the
+    # second: its 2 rows make one step, and warmup gives the first step lr 0.)
+    base = build_model("tiny_llama", seed=0).state_dict()
+    trained = AutoModelForCausalLM.from_pretrained(staged[0].path).state_dict()
+    assert [n for n, w in trained.items() if torch.equal(w, base[n])] == []
     out = capsys.readouterr().out
     assert f"stage 2: {staged[1].stage_id}  trained  {staged[1].path}" in out
 

@@ -27,7 +27,9 @@ def test_same_inputs_same_id_in_any_order_and_any_process():
     a = sid()
     assert a == sid(recipe=(("math", F(1, 4)), ("code", F(1, 4))))  # pair order is irrelevant
     assert a == sid(settings=dict(reversed(list(SETTINGS.items()))))
-    assert len(a) == ident.ID_HEX_CHARS and int(a, 16) >= 0
+    # Pinned (as tests/test_stage_ids_pinned.py pins the sweep's): a changed id renames every
+    # stored stage. Change it only with a deliberate change (a CODE_VERSION bump).
+    assert a == "fc06ebbe0880488a" and len(a) == ident.ID_HEX_CHARS
     code = ("from fractions import Fraction; from trainers.identity import stage_id; "
             f"print(stage_id('model:tiny_llama', {RECIPE!r}, {SETTINGS!r}, 0, {SOURCES!r}))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

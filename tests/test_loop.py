@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 
 import pytest
 import torch
@@ -54,8 +55,16 @@ def test_one_step_changes_every_trainable_parameter(tiny_model):
     before = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
     backend = backend_for(tiny_model, micro_batch=4, global_batch=4)
     plan = StepPlan.create(backend.settings, 4, 1)
-    stats = train_step(backend, collate_micro_batches(make_rows(4), plan, 0, packing=False))
-    assert stats.label_tokens > 0 and stats.loss > 0
+    rows = make_rows(4)
+    stats = train_step(backend, collate_micro_batches(rows, plan, 0, packing=False))
+    # Each row labels its second half; a label is a target from position 1 on, and the first
+    # half (at least 3 tokens) is never labelled: len - len // 2 targets per row.
+    lengths = [len(r["input_ids"]) for r in rows]
+    assert stats.label_tokens == sum(n - n // 2 for n in lengths)
+    assert stats.real_tokens == sum(lengths) and stats.padded_tokens == 4 * max(lengths)
+    # a random model's loss before its first update: about ln(vocab) nats per token
+    vocab = tiny_model.config.vocab_size
+    assert abs(stats.loss - math.log(vocab)) < 0.5, (stats.loss, math.log(vocab))
     unchanged = [n for n, p in tiny_model.named_parameters()
                  if p.requires_grad and torch.equal(p.detach(), before[n])]
     assert unchanged == []

@@ -48,7 +48,9 @@ def test_length_limit_counts_characters():
 
 def test_content_id_is_stable_and_content_sensitive():
     a = _conv("user", "assistant")
-    assert content_id(a) == content_id(json.loads(json.dumps(a)))
+    # pinned: record ids name selected subsets, so the same text keeps this id on any machine
+    assert content_id(a) == "ha8fd0c562e3dd9596b45"
+    assert content_id(json.loads(json.dumps(a))) == "ha8fd0c562e3dd9596b45"
     b = [dict(m) for m in a]
     b[1]["content"] += "!"
     assert content_id(a) != content_id(b)

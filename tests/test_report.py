@@ -140,7 +140,24 @@ def test_json_rows_and_compare_cli(tmp_path, capsys):
 
 
 def test_report_command_runs_as_a_user_would(tmp_path):
-    _write_sweep(tmp_path)
+    ids = _write_sweep(tmp_path)
     done = subprocess.run([sys.executable, "-m", "sweep.report", "--storage", str(tmp_path)],
                           capture_output=True, text=True, timeout=120, check=True)
-    assert "report:" in done.stdout and (tmp_path / "report" / "report.json").exists()
+    assert done.stdout.strip().splitlines()[-1] == f"report: {tmp_path / 'report'}"
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    # GSM8K in percent, counted here from the outcomes the sweep wrote, not by the report
+    outcome = {s: [i["value"] for i in _eval_out(s, 0)["gsm8k"]["items"]
+                   if i["metric"] == "accuracy_flexible"] for s in ("base", "math only")}
+    rows = {(r["run_id"], r["metric"]): r for r in saved["rows"] + saved["base"]}
+    for strategy, values in outcome.items():
+        row = rows[(ids[(strategy, 0)], "gsm8k/flexible")]
+        assert row["value"] == pytest.approx(100 * sum(values) / 120) and row["n"] == 120
+    vs_base = [c for c in saved["comparisons"] if c["metric"] == "gsm8k/flexible"
+               and c["runs_a"] == [ids[("base", 0)]] and c["runs_b"] == [ids[("math only", 0)]]]
+    pairs = list(zip(outcome["base"], outcome["math only"], strict=True))
+    assert vs_base and all((c["a_only"], c["b_only"]) == (sum(a > b for a, b in pairs),
+                                                          sum(b > a for a, b in pairs))
+                           and c["test"] == "exact McNemar" and c["significant"]
+                           for c in vs_base)
+    assert {p.name for p in (tmp_path / "report").iterdir()} >= {
+        "report.md", "report.json", "fig3_rq2_mixed_vs_single.png"}

@@ -130,18 +130,40 @@ def test_model_tagger_prompts_parses_and_counts_failures():
 
 @pytest.mark.slow
 def test_model_tagger_runs_as_ray_data_actor(ray_local):
-    """tiny_llama is random, so its answers are noise: assert the plumbing, not the tags."""
+    """In Ray Data actors the tagger tags each row as it does in-process, and the filter keeps
+    and removes the rows those tags say. tiny_llama at its default init answers every prompt
+    with one repeated token, so each of its answers is a parse failure (kept, counted); a
+    stand-in generator whose answer depends on the query checks the removal by tag."""
     import ray
 
-    records = [record for record, _ in list(SAMPLES.values())[:4]]
+    records = [SAMPLES[n][0] for n in ("python_request", "equation", "recipe", "travel")]
     tagger = ModelTagger("tiny_llama", max_new_tokens=6, batch_size=2)
     ds = tag_dataset(ray.data.from_items(records), tagger, batch_size=2).materialize()
-    rows = ds.take_all()
-    assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in records)
-    assert all(isinstance(r["tags"], list) and r["tags"] for r in rows)  # tags or PARSE_FAILED
+    rows = {r["id"]: r for r in ds.take_all()}
+    assert sorted(rows) == sorted(r["id"] for r in records)
+    in_process = ModelTagger("tiny_llama", max_new_tokens=6, batch_size=2).tags(records)
+    assert {r["id"]: sorted(t) for r, t in zip(records, in_process)} == {
+        i: list(r["tags"]) for i, r in rows.items()} == {r["id"]: [PARSE_FAILED] for r in records}
+    assert all(list(rows[r["id"]]["messages"]) == r["messages"] for r in records)
     kept, report = filter_tagged_dataset(ds)
-    assert report.total == 4 and kept.count() == report.kept
-    print(f"\ntiny_llama tagger: {report.text()}")
+    assert (report.total, report.kept, report.removed, report.parse_failures) == (4, 4, 0, 4)
+    assert kept.count() == 4
+
+    def by_keyword(prompts):  # built here, so Ray ships it by value to the actor
+        answers = {"function": '[{"tag": "Python programming"}]', "Solve": '["algebra"]',
+                   "banana": '[{"tag": "cooking"}]'}
+        return [next((a for k, a in answers.items() if k in p), "no idea") for p in prompts]
+
+    fake = ModelTagger("unused", generate=by_keyword)
+    ds = tag_dataset(ray.data.from_items(records), fake, batch_size=2).materialize()
+    assert {r["id"]: list(r["tags"]) for r in ds.take_all()} == {
+        records[0]["id"]: ["code", "instag:python programming"],
+        records[1]["id"]: ["instag:algebra", "math"], records[2]["id"]: ["instag:cooking"],
+        records[3]["id"]: [PARSE_FAILED]}
+    kept, report = filter_tagged_dataset(ds)
+    assert sorted(r["id"] for r in kept.take_all()) == sorted([records[2]["id"],
+                                                               records[3]["id"]])
+    assert report.removed_by_tag == {"code": 1, "math": 1} and report.parse_failures == 1
 
 
 def test_removal_share_on_real_sharegpt_sample(shared_data, capsys):
