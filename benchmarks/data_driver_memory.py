@@ -36,7 +36,7 @@ def baseline_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, over
     then handed to Ray Data (from_items) only to tokenize."""
     import ray
 
-    from trainers.data.pipeline import _report, _tokenize, default_blocks, order_epochs
+    from trainers.data.pipeline import _report, _tokenize, default_blocks
     from trainers.data.recipe import format_amount
     from trainers.data.records import Rejects
     from trainers.data.selection import select
@@ -65,7 +65,57 @@ def baseline_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, over
     report = _report(recipe, counts, outcome, seed=seed, epochs=epochs, max_len=max_len,
                      overlong=overlong, tokenizer_name=tokenizer_name)
     kept = outcome[outcome["reject_reason"] == ""]
-    return order_epochs(tokenized, list(zip(kept["source"], kept["id"])), seed, epochs), report
+    pairs = list(zip(kept["source"], kept["id"]))
+    return baseline_order_epochs(tokenized, pairs, seed, epochs), report
+
+
+def baseline_order_epochs(tokenized, pairs, seed: int, epochs: int):
+    """The old epoch ordering: blocks cut into per-chunk pieces by Ray tasks (pieces under Ray's
+    100 KiB inline limit come back into the driver's heap), then merged."""
+    import numpy as np
+    import ray
+
+    from trainers.data.pipeline import default_blocks
+    from trainers.data.selection import order_key
+
+    block_refs = tokenized.to_arrow_refs()
+    n_chunks = default_blocks(len(pairs))
+    chunk_rows = -(-len(pairs) // n_chunks)
+    split = ray.remote(_baseline_split_block).options(num_returns=n_chunks)
+    merge = ray.remote(_baseline_merge_chunk)
+    chunk_refs = []
+    for epoch in range(epochs):
+        keys = ray.put(np.array(sorted(order_key(seed, epoch, s, i) for s, i in pairs),
+                                dtype="S32"))
+        parts = [split.remote(ref, epoch, seed, keys, chunk_rows, n_chunks) for ref in block_refs]
+        parts = [p if n_chunks > 1 else [p] for p in parts]
+        chunk_refs += [merge.remote(*[p[c] for p in parts]) for c in range(n_chunks)]
+    return ray.data.from_arrow_refs(chunk_refs)
+
+
+def _baseline_split_block(table, epoch, seed, sorted_keys, chunk_rows, n_chunks):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from trainers.data.pipeline import ROW_COLUMNS
+    from trainers.data.selection import order_key
+
+    table = table.filter(pc.equal(table["reject_reason"], ""))
+    keys = np.array([order_key(seed, epoch, s, i) for s, i in
+                     zip(table["source"].to_pylist(), table["id"].to_pylist())], dtype="S32")
+    position = np.searchsorted(sorted_keys, keys).astype(np.int64)
+    table = table.append_column("epoch", pa.array(np.full(len(keys), epoch, dtype=np.int64)))
+    table = table.append_column("position", pa.array(position)).select(ROW_COLUMNS)
+    chunk = position // chunk_rows
+    parts = [table.filter(pa.array(chunk == c)) for c in range(n_chunks)]
+    return parts if n_chunks > 1 else parts[0]
+
+
+def _baseline_merge_chunk(*parts):
+    import pyarrow as pa
+
+    return pa.concat_tables(parts).sort_by("position")
 
 
 # ---- one measured build, in its own driver process --------------------------------------------

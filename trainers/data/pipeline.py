@@ -387,30 +387,33 @@ def _outcome(tokenized):
 def order_epochs(tokenized, pairs: list[tuple[str, str]], seed: int, epochs: int):
     """Every epoch's rows in sha256(seed, epoch, source, id) order, as one dataset.
 
-    A sort with exact, known boundaries: the driver ranks the (source, id) keys, each block is
-    split by position // chunk_rows (Ray tasks), each chunk merged and sorted. Ray Data's own
-    `sort` samples its boundaries and cost ~7 s fixed on 2 cores even for 1000 rows.
+    A sort with exact, known boundaries: the driver ranks the (source, id) keys, each block gets
+    its rows' epoch positions (a Ray task), each position range is gathered from those blocks and
+    sorted (a Ray task). Every object the tasks return is a whole positioned block or a whole
+    chunk, so it lives in the object store: cutting blocks into per-chunk pieces would return
+    pieces under Ray's 100 KiB inline limit, kept in the driver's own heap (record bodies on the
+    driver, ~4 KB per row measured). Ray Data's own `sort` samples its boundaries and cost ~7 s
+    fixed on 2 cores even for 1000 rows.
     """
     import ray
 
     block_refs = tokenized.to_arrow_refs()
     n_chunks = default_blocks(len(pairs))
     chunk_rows = -(-len(pairs) // n_chunks)
-    split = ray.remote(_split_block).options(num_returns=n_chunks)
-    merge = ray.remote(_merge_chunk)
+    position = ray.remote(_position_block)
+    gather = ray.remote(_gather_chunk)
     chunk_refs = []
     for epoch in range(epochs):
         keys = ray.put(np.array(sorted(order_key(seed, epoch, s, i) for s, i in pairs),
                                 dtype="S32"))
-        parts = [split.remote(ref, epoch, seed, keys, chunk_rows, n_chunks) for ref in block_refs]
-        parts = [p if n_chunks > 1 else [p] for p in parts]
-        chunk_refs += [merge.remote(*[p[c] for p in parts]) for c in range(n_chunks)]
+        positioned = [position.remote(ref, epoch, seed, keys) for ref in block_refs]
+        chunk_refs += [gather.remote(c * chunk_rows, (c + 1) * chunk_rows, *positioned)
+                       for c in range(n_chunks)]
     return ray.data.from_arrow_refs(chunk_refs)
 
 
-def _split_block(table, epoch: int, seed: int, sorted_keys: np.ndarray, chunk_rows: int,
-                 n_chunks: int):
-    """The kept rows of one tokenized block, with epoch/position, cut into position chunks."""
+def _position_block(table, epoch: int, seed: int, sorted_keys: np.ndarray):
+    """The kept rows of one tokenized block, with their epoch and position in it."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -419,15 +422,16 @@ def _split_block(table, epoch: int, seed: int, sorted_keys: np.ndarray, chunk_ro
                      zip(table["source"].to_pylist(), table["id"].to_pylist())], dtype="S32")
     position = np.searchsorted(sorted_keys, keys).astype(np.int64)
     table = table.append_column("epoch", pa.array(np.full(len(keys), epoch, dtype=np.int64)))
-    table = table.append_column("position", pa.array(position)).select(ROW_COLUMNS)
-    chunk = position // chunk_rows
-    parts = [table.filter(pa.array(chunk == c)) for c in range(n_chunks)]
-    return parts if n_chunks > 1 else parts[0]
+    return table.append_column("position", pa.array(position)).select(ROW_COLUMNS)
 
 
-def _merge_chunk(*parts):
+def _gather_chunk(start: int, stop: int, *tables):
+    """Positions [start, stop) of one epoch from every positioned block, in order."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    parts = [t.filter(pc.and_(pc.greater_equal(t["position"], start),
+                              pc.less(t["position"], stop))) for t in tables]
     return pa.concat_tables(parts).sort_by("position")
 
 
