@@ -36,7 +36,9 @@ def baseline_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, over
     then handed to Ray Data (from_items) only to tokenize."""
     import ray
 
-    from trainers.data.pipeline import _report, _tokenize, default_blocks
+    from trainers.data.data_report import build_report as _report
+    from trainers.data.ordering import default_blocks
+    from trainers.data.pipeline import _tokenize
     from trainers.data.recipe import format_amount
     from trainers.data.records import Rejects
     from trainers.data.selection import select
@@ -75,7 +77,7 @@ def baseline_order_epochs(tokenized, pairs, seed: int, epochs: int):
     import numpy as np
     import ray
 
-    from trainers.data.pipeline import default_blocks
+    from trainers.data.ordering import default_blocks
     from trainers.data.selection import order_key
 
     block_refs = tokenized.to_arrow_refs()
@@ -98,7 +100,7 @@ def _baseline_split_block(table, epoch, seed, sorted_keys, chunk_rows, n_chunks)
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from trainers.data.pipeline import ROW_COLUMNS
+    from trainers.data.ordering import ROW_COLUMNS
     from trainers.data.selection import order_key
 
     table = table.filter(pc.equal(table["reject_reason"], ""))

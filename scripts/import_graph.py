@@ -17,7 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("sweep", "evals", "trainers")
-BASE = {"trainers.model", "trainers.storage", "trainers.identity", "trainers.settings"}
+BASE = {"trainers.model", "trainers.storage", "trainers.s3_conditional", "trainers.identity",
+        "trainers.settings"}
 ALLOWED = {("sweep", "evals"), ("sweep", "trainers"), ("sweep", "trainers.data"),
            ("sweep", "trainers.base"), ("evals", "trainers.data"), ("evals", "trainers.base"),
            ("trainers", "trainers.data"), ("trainers", "trainers.base"),

@@ -53,7 +53,7 @@ def built(ray_local, specs):
 
 
 def test_rows_follow_the_seeded_order_of_each_epoch(built):
-    from trainers.data.pipeline import ROW_COLUMNS
+    from trainers.data.ordering import ROW_COLUMNS
 
     dataset, report, rows = built
     assert dataset.columns() == ROW_COLUMNS

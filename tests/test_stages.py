@@ -37,7 +37,7 @@ class Report:
     recipe: str
     sources: tuple
 
-    def to_dict(self):  # the shape of pipeline.DataReport.to_dict()
+    def to_dict(self):  # the shape of data_report.DataReport.to_dict()
         return {"recipe": self.recipe, "sources": [
             {"name": s, "selected": 3, "used": 2, "rejects": {"total": 1, "counts": {"bad": 1}},
              "format_rejects": {"overlong": 1}} for s in self.sources]}

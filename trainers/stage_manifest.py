@@ -84,7 +84,7 @@ def saved_dtype(checkpoint: str | Path) -> str | None:
 
 def data_counts(report: Any) -> dict:
     """Per source: records selected and used, and rejects by reason (at reading: invalid
-    records; at formatting: e.g. over-long drops), from a pipeline.DataReport as a dict."""
+    records; at formatting: e.g. over-long drops), from a trainers.data.data_report.DataReport as a dict."""
     sources = report.get("sources") if isinstance(report, Mapping) else None
     if not sources:
         return {"selected": None, "used": None, "rejected": None}

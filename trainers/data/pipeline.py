@@ -20,88 +20,16 @@ import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from trainers.data.data_report import build_report
+from trainers.data.ordering import order_epochs
 from trainers.data.recipe import Recipe, format_amount, format_recipe
 from trainers.data.records import RecordError, Rejects
-from trainers.data.selection import count_for, order_key, selection_key
+from trainers.data.selection import count_for, selection_key
 from trainers.data.sources import SourceSpec
-
-ROW_COLUMNS = ["epoch", "position", "source", "id", "input_ids", "labels", "n_tokens"]
-
-
-@dataclass(frozen=True)
-class TokenStats:
-    samples: int = 0
-    total: int = 0
-    mean: float = 0.0
-    p95: int = 0
-    max: int = 0
-
-    @classmethod
-    def of(cls, n_tokens: Iterable[int]) -> TokenStats:
-        arr = np.asarray(list(n_tokens), dtype=np.int64)
-        if not len(arr):
-            return cls()
-        p95 = int(np.percentile(arr, 95, method="higher"))
-        return cls(len(arr), int(arr.sum()), round(float(arr.mean()), 2), p95, int(arr.max()))
-
-
-@dataclass(frozen=True)
-class SourceReport:
-    """One source: rows read = kept + rejected; selected of kept; format rejects of selected."""
-
-    name: str
-    location: str
-    amount: str
-    read: int
-    kept: int
-    rejects: dict
-    selected: int
-    format_rejects: dict
-    truncated: int
-    used: int
-    tokens: TokenStats
-
-
-@dataclass(frozen=True)
-class DataReport:
-    recipe: str
-    seed: int
-    epochs: int
-    max_len: int
-    overlong: str
-    tokenizer: str
-    sources: tuple[SourceReport, ...]
-    rows_per_epoch: int
-    tokens: TokenStats  # over the samples of one epoch (each record once)
-    truncated: int
-    dropped: int  # selected samples left out at tokenization (format rejects, over-long drops)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def format(self) -> str:
-        lines = [(f"recipe {self.recipe}  seed {self.seed}  epochs {self.epochs}  "
-                 f"max_len {self.max_len} ({self.overlong})  tokenizer {self.tokenizer}")]
-        for s in self.sources:
-            lines.append(f"[{s.name}] {s.location}  amount {s.amount}")
-            lines.append(f"  read {s.read}  kept {s.kept}  rejected {s.read - s.kept}  "
-                         f"selected {s.selected}  used {s.used}  truncated {s.truncated}")
-            lines.append(Rejects.from_dict(s.rejects).report("  "))
-            if s.format_rejects:
-                lines.append(f"  format rejects: {s.format_rejects}")
-            lines.append(f"  tokens {_stats(s.tokens)}")
-        lines.append(f"total: {self.rows_per_epoch} rows per epoch, tokens {_stats(self.tokens)}, "
-                     f"truncated {self.truncated}, dropped {self.dropped}")
-        return "\n".join(lines)
-
-
-def _stats(t: TokenStats) -> str:
-    return f"total {t.total}  mean {t.mean}  p95 {t.p95}  max {t.max}"
-
 
 HELD_OUT = frozenset({"math_test", "general_test"})  # the built-in corpora's test splits
 
@@ -302,21 +230,6 @@ def _tokenize(batch: dict, tokenizer_name: str, max_len: int, overlong: str):
     return pa.table({k: tokens.get(k, v) for k, v in out.items()})
 
 
-def _report(recipe, counts, outcome, *, seed, epochs, max_len, overlong, tokenizer_name):
-    sources = []
-    for c in counts:
-        mine = outcome[outcome["source"] == c["name"]]
-        ok = mine[mine["reject_reason"] == ""]
-        fr = Counter(mine.loc[mine["reject_reason"] != "", "reject_reason"])
-        sources.append(SourceReport(**c, format_rejects=dict(sorted(fr.items())),
-                                    truncated=int(ok["truncated"].sum()), used=len(ok),
-                                    tokens=TokenStats.of(ok["n_tokens"])))
-    kept = outcome[outcome["reject_reason"] == ""]
-    return DataReport(format_recipe(recipe), seed, epochs, max_len, overlong, tokenizer_name,
-                      tuple(sources), len(kept), TokenStats.of(kept["n_tokens"]),
-                      int(kept["truncated"].sum()), len(outcome) - len(kept))
-
-
 def build_stage_dataset(
     recipe: Recipe, specs: dict[str, SourceSpec], tokenizer_name: str, *, seed: int, epochs: int,
     max_len: int = 2048, overlong: str = "truncate", strict: bool = False,
@@ -344,7 +257,7 @@ def build_stage_dataset(
         .materialize()
     )
     outcome = _outcome(tokenized)
-    report = _report(recipe, counts, outcome, seed=seed, epochs=epochs, max_len=max_len,
+    report = build_report(recipe, counts, outcome, seed=seed, epochs=epochs, max_len=max_len,
                      overlong=overlong, tokenizer_name=tokenizer_name)
     if report.rows_per_epoch == 0:
         raise ValueError(f"every selected sample was rejected at tokenization:\n{report.format()}")
@@ -383,65 +296,6 @@ def _outcome(tokenized):
     columns = ["source", "id", "n_tokens", "truncated", "reject_reason"]
     return pa.concat_tables(fetch(tokenized.select_columns(columns).to_arrow_refs())).to_pandas()
 
-
-def order_epochs(tokenized, pairs: list[tuple[str, str]], seed: int, epochs: int):
-    """Every epoch's rows in sha256(seed, epoch, source, id) order, as one dataset.
-
-    A sort with exact, known boundaries: the driver ranks the (source, id) keys, each block gets
-    its rows' epoch positions (a Ray task), each position range is gathered from those blocks and
-    sorted (a Ray task). Every object the tasks return is a whole positioned block or a whole
-    chunk, so it lives in the object store: cutting blocks into per-chunk pieces would return
-    pieces under Ray's 100 KiB inline limit, kept in the driver's own heap (record bodies on the
-    driver, ~4 KB per row measured). Ray Data's own `sort` samples its boundaries and cost ~7 s
-    fixed on 2 cores even for 1000 rows.
-    """
-    import ray
-
-    block_refs = tokenized.to_arrow_refs()
-    n_chunks = default_blocks(len(pairs))
-    chunk_rows = -(-len(pairs) // n_chunks)
-    position = ray.remote(_position_block)
-    gather = ray.remote(_gather_chunk)
-    chunk_refs = []
-    for epoch in range(epochs):
-        keys = ray.put(np.array(sorted(order_key(seed, epoch, s, i) for s, i in pairs),
-                                dtype="S32"))
-        positioned = [position.remote(ref, epoch, seed, keys) for ref in block_refs]
-        chunk_refs += [gather.remote(c * chunk_rows, (c + 1) * chunk_rows, *positioned)
-                       for c in range(n_chunks)]
-    return ray.data.from_arrow_refs(chunk_refs)
-
-
-def _position_block(table, epoch: int, seed: int, sorted_keys: np.ndarray):
-    """The kept rows of one tokenized block, with their epoch and position in it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    table = table.filter(pc.equal(table["reject_reason"], ""))
-    keys = np.array([order_key(seed, epoch, s, i) for s, i in
-                     zip(table["source"].to_pylist(), table["id"].to_pylist())], dtype="S32")
-    position = np.searchsorted(sorted_keys, keys).astype(np.int64)
-    table = table.append_column("epoch", pa.array(np.full(len(keys), epoch, dtype=np.int64)))
-    return table.append_column("position", pa.array(position)).select(ROW_COLUMNS)
-
-
-def _gather_chunk(start: int, stop: int, *tables):
-    """Positions [start, stop) of one epoch from every positioned block, in order."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    parts = [t.filter(pc.and_(pc.greater_equal(t["position"], start),
-                              pc.less(t["position"], stop))) for t in tables]
-    return pa.concat_tables(parts).sort_by("position")
-
-
-def default_blocks(n_rows: int) -> int:
-    """About 1000 rows a block, at most 64: a few-row block costs a task each (from_items' own
-    default gives about one block per row here)."""
-    return max(1, min(64, n_rows // 1000))
-
-
-# ---- worker side ------------------------------------------------------------------------------
 
 def data_config():
     """The DataConfig a trainer passes: every worker sees the whole dataset, in order."""
@@ -486,7 +340,3 @@ def iter_micro_batches(rows: Iterable[dict], micro_batch: int,
             group = []
     if group:
         yield collate(group)
-
-
-def report_json(report: DataReport) -> str:
-    return json.dumps(report.to_dict(), indent=1, default=str)
