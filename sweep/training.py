@@ -61,7 +61,7 @@ def train_run(job: TrialJob, storage: Storage, on_event, callback=None) -> list:
     results = run_stages(
         model, with_settings(job.run.stages, settings), source_specs(preset, storage), storage,
         settings=settings, seed=data_seed, workers=workers_for(preset, model),
-        use_gpu=hw.use_gpu, on_event=on_event,
+        use_gpu=hw.use_gpu, on_event=on_event, max_failures=max(1, settings.max_failures),
         fit=functools.partial(fit_with_callbacks, callbacks=[callback] if callback else []),
         resources_per_worker={"GPU": 1} if hw.use_gpu else {"CPU": hw.cpus_per_worker},
         sources_fp=planning.sources_fingerprint(preset))

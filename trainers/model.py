@@ -103,8 +103,24 @@ def tiny_llama_config(vocab_size: int):
     )
 
 
+def node_cache_root() -> Path:
+    """This node's own cache: `cache_root()/nodes/<Ray node id>` in a process of a Ray cluster,
+    `cache_root()` elsewhere. Nodes never share a cache folder, even where they share a disk (the
+    simulated cluster's nodes do), so nothing can rely on another node's local copy."""
+    ray = sys.modules.get("ray")  # never imported here for it: dry runs start no Ray
+    if ray is not None and ray.is_initialized():
+        return cache_root() / "nodes" / ray.get_runtime_context().get_node_id()[:16]
+    return cache_root()
+
+
 def resolve(name_or_path: str) -> str:
-    """A preset name, HF id or local path -> what `from_pretrained` takes (tiny_llama excepted)."""
+    """A preset name, HF id, local path or a folder in object storage (an s3:// / gs:// URI: a
+    parent stage, copied once into this node's cache) -> what `from_pretrained` takes
+    (tiny_llama excepted)."""
+    if "://" in name_or_path:
+        from trainers.storage import Storage
+
+        return str(Storage(name_or_path).download_dir(""))
     preset = PRESETS.get(name_or_path)
     if preset is None:
         return name_or_path

@@ -186,11 +186,12 @@ def obtain_stage(planned: PlannedStage, of: int, parent: StageResult | None, sou
 
 
 def parent_source(planned: PlannedStage, parent: StageResult | None, ex: Execution) -> str:
-    """What the stage starts from: the base model, or the parent stage's local folder (remote
-    storage: downloaded once into the local cache)."""
+    """What the stage starts from: the base model, or the parent stage's folder in storage (a
+    URI on remote storage: each Train worker copies it into its own node's cache, so workers on
+    other nodes than this process find it too)."""
     if parent is None:
         return ex.model
-    return str(ex.storage.download_dir(stage_rel(parent.stage_id)))
+    return ex.storage.uri_of(stage_rel(parent.stage_id))
 
 
 def train_stage(planned: PlannedStage, parent: StageResult | None, sources_fp: dict,

@@ -210,10 +210,11 @@ class Storage:
         return dest
 
     def cache_dir(self) -> Path:
-        from trainers.model import cache_root
+        """This node's cache of this storage (never shared between nodes)."""
+        from trainers.model import node_cache_root
 
         key = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
-        return cache_root() / "storage" / key
+        return node_cache_root() / "storage" / key
 
 
 def _write_beside(target: Path, data: bytes) -> Path:
