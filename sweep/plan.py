@@ -260,7 +260,7 @@ def plan_json(plan: Plan, preset: Preset) -> dict:
                          "tokens": s.tokens, "processed_tokens": s.processed_tokens,
                          "gpu_hours": s.gpu_hours}
                    for sid, s in plan.stages.items()},
-        "assumptions": assumptions(preset),
+        "assumptions": {**assumptions(preset), "micro_batch": micro_batches(plan, preset)},
     }
 
 
@@ -269,7 +269,7 @@ def assumptions(preset: Preset) -> dict:
     return {"mean_tokens": mean_tokens(preset), "length_histograms": str(
                 lengths.HISTOGRAMS.relative_to(lengths.HISTOGRAMS.parents[1])),
             "paper_sizes": PAPER_SIZES, "max_len": settings.max_len,
-            "packing": settings.packing, "micro_batch_per_gpu": settings.micro_batch,
+            "packing": settings.packing,
             "peak_flops_per_gpu": A100_PEAK_BF16, "mfu": ASSUMED_MFU,
             "formula": "gpu_hours = 6 x params x processed_tokens / (peak x MFU) / 3600",
             "processed_tokens": "packing off: sum over micro-batches of micro_batch x longest "
@@ -277,6 +277,12 @@ def assumptions(preset: Preset) -> dict:
                                 "packing on: the real tokens (sweep/lengths.py)",
             "judge": {"questions": MTBENCH_QUESTIONS, "turns": MTBENCH_TURNS,
                       "repeats": JUDGE_REPEATS, "tokens_per_call": JUDGE_TOKENS_PER_CALL}}
+
+
+def micro_batches(plan: Plan, preset: Preset) -> dict[str, int]:
+    """Rows per padded micro-batch per model (33B: 16 GPUs, batch 16, so 1: no padding)."""
+    models = sorted({p.run.model for p in plan.runs})
+    return {m: train_settings(preset, m).micro_batch for m in models}
 
 
 def mean_tokens(preset: Preset) -> dict[str, float]:
@@ -305,8 +311,8 @@ def summary_lines(plan: Plan, preset: Preset) -> list[str]:
              f"stages: naive_stages {plan.naive_stages}, unique_stages {len(plan.stages)}",
              (f"training tokens: naive_tokens {plan.naive_tokens:,}, shared_tokens "
               f"{plan.shared_tokens:,}, processed_tokens {plan.processed_tokens:,} (packing "
-              f"{'on' if preset.settings.packing else 'off'}, micro-batch "
-              f"{preset.settings.micro_batch} per worker)")]
+              f"{'on' if preset.settings.packing else 'off'}; rows per micro-batch and "
+              f"worker {micro_batches(plan, preset)})")]
     if plan.gpu_hours is not None:
         walls = {m: gpus_per_run(preset, m) for m in sorted({p.run.model for p in plan.runs})}
         lines.append(
