@@ -3,6 +3,7 @@
     python -m sweep.rq2 [--preset smoke|local|paper] [--models ...] [--fractions ...]
         [--seeds N [--vary-seed both|data|train]] [--storage PATH_OR_URI] [--address auto]
         [--max-concurrent N] [--dry-run [--json]]
+    python -m sweep.all [same flags] [--ks ...] [--tsne]     (every question, one sweep)
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def parse_source(text: str) -> tuple[str, str]:
 
 def build_parser(question: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m sweep.{question}",
-                                description=f"Sweep {question} of Dong et al. (GRID.md).")
+                                description=f"Sweep {'every question' if question == 'all' else question}"
+                                            " of Dong et al. (GRID.md).")
     p.add_argument("--preset", default="local", choices=sorted(presets.PRESETS))
     p.add_argument("--models", nargs="+", help="model presets, HF ids or paths (default: preset)")
     p.add_argument("--fractions", type=parse_fractions,
@@ -51,9 +53,12 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     p.add_argument("--vary-seed", choices=("both", "data", "train"), default=None,
                    help="what a seed changes: the data seed (subset and order), the training "
                         "seed, or both (default)")
-    if question == "rq4":
+    if question in ("rq4", "all"):
         p.add_argument("--ks", type=parse_fractions,
                        help="DMT's k values (default 1,1/4,1/16,1/64,1/256; 1/2,1/8,1/32 too)")
+    if question == "all":
+        p.add_argument("--tsne", action="store_true",
+                       help="also the t-SNE representations (base model and DMT k=1/256)")
     p.add_argument("--storage", help="local folder or s3:// / gs:// URI (default: preset)")
     p.add_argument("--source", type=parse_source, action="append", default=[],
                    help="override a training source: NAME=PATH_OR_HF_ID (repeatable)")
@@ -106,14 +111,13 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
     preset = preset_from_args(args)
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")
-    runs = grid.build_grid(question, preset.models,
-                           args.fractions or preset.fractions or grid.FRACTIONS,
-                           getattr(args, "ks", None) or grid.KS, seeds=args.seeds)
+    runs = build_runs(question, args, preset)
     if args.dry_run:
         from sweep.plan import build_plan, format_plan, plan_json
 
         plan = build_plan(runs, preset)
-        print(json.dumps(plan_json(plan), indent=1) if args.json else format_plan(plan, preset))
+        print(json.dumps(plan_json(plan, preset), indent=1) if args.json
+              else format_plan(plan, preset))
         return 0
     from sweep.driver import run_sweep
 
@@ -126,6 +130,15 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
         out = write_report(preset.storage)
         print(f"report: {out}")
     return 0 if summary.ok else 1
+
+
+def build_runs(question: str, args: argparse.Namespace, preset: Preset) -> list:
+    """The grid of one question, or of every question for `all` (sweep/all.py)."""
+    fractions = args.fractions or preset.fractions or grid.FRACTIONS
+    ks = getattr(args, "ks", None) or grid.KS
+    if question == "all":
+        return grid.build_all(preset.models, fractions, ks, args.seeds, tsne=args.tsne)
+    return grid.build_grid(question, preset.models, fractions, ks, seeds=args.seeds)
 
 
 def entry(question: str) -> None:

@@ -162,6 +162,24 @@ def build_grid(question: str, models: Sequence[str], fractions=FRACTIONS, ks=KS,
     return runs
 
 
+# `python -m sweep.all`: every question in one sweep (t-SNE only when asked for).
+ALL_QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation")
+
+
+def build_all(models: Sequence[str], fractions=FRACTIONS, ks=KS, seeds: int = 1,
+              tsne: bool = False) -> list[Run]:
+    """Every question's runs in one list, each run once (rq2's singles are rq1's, one base run
+    per model). Stages repeat across questions (rq1's singles at f=1 are rq4's, rq2's mix at
+    f=1 is rq4's multi-task...); the plan trains each distinct stage id once."""
+    runs, labels = [], set()
+    for question in ALL_QUESTIONS + (("tsne",) if tsne else ()):
+        for run in build_grid(question, models, fractions, ks, seeds):
+            if run.label not in labels:
+                labels.add(run.label)
+                runs.append(run)
+    return runs
+
+
 def recipe_of(**amounts: Fraction) -> Recipe:
     """Test and report helper: recipe_of(math=1/4, code=1/4) in canonical order."""
     return make_recipe(amounts.items())

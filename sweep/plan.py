@@ -1,9 +1,12 @@
 """Dry run: every run of a sweep with its stages, the stages left after sharing, and the cost.
 
-Needs no GPU and no data: token counts come from the paper's corpus sizes (GRID.md) or the
-built-in corpora's sizes, times per-source mean lengths stated in MEAN_TOKENS. For GPU presets
-it estimates GPU hours as 6 x params x tokens / (peak FLOP/s x an assumed MFU).
-    python -m sweep.rq4 --preset paper --dry-run [--json]
+Needs no GPU and no data. Samples per source: the paper's corpus sizes (GRID.md) or the built-in
+corpora's. Tokens per sample: the committed length histograms (sweep/lengths.py), capped at
+max_len: `tokens` are the real tokens, `processed_tokens` what the trainer computes on (padded
+micro-batches when packing is off; equal to the real tokens with packing). For GPU presets:
+gpu_hours = 6 x params x processed tokens / (A100 bf16 peak x an assumed MFU) / 3600. With an
+MT-Bench judge it also counts judge calls and tokens.
+    python -m sweep.rq4 --preset paper --dry-run [--json]      (python -m sweep.all: every question)
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
+from evals.judge import JudgeConfig
+from sweep import lengths
 from sweep.grid import Run
 from sweep.presets import Preset, gpus_per_run, train_settings
 from trainers import identity
@@ -20,19 +25,26 @@ from trainers.data.recipe import Amount, format_recipe
 from trainers.data.selection import count_for
 from trainers.data.sources import NOCM, NOCM_BASE
 from trainers.model import PRESETS as MODEL_PRESETS
+from trainers.settings import TrainSettings
 
 # Samples per source in the paper (GRID.md: GSM8K-RFT 110,142; Code Alpaca 20,022; ShareGPT
 # ~86,060; ShareGPT without code/math ~63K, section 4.2).
 PAPER_SIZES = {"math": 110_142, "code": 20_022, "general": 86_060, "general_nocm": 63_000}
-# Mean tokens per sample with the Vicuna template, capped at max_len 2048. Measured here on the
-# public copies in ../shared/data with the SmolLM2 tokenizer (LLaMA's tokenizer gives roughly
-# 10-20% more): GSM8K worked answers 219 (RFT paths are of the same kind), Code Alpaca 164,
-# a 1,011-conversation ShareGPT V3 sample 1,447 (general_nocm assumed the same).
-MEAN_TOKENS = {"math": 220, "code": 165, "general": 1450, "general_nocm": 1450}
-# The built-in synthetic corpora (trainers.data.corpora), measured the same way.
-BUILTIN_MEAN_TOKENS = {"math": 130, "code": 109, "general": 344, "general_nocm": 344}
+# Tokens per sample: sweep/length_histograms.json (scripts/length_histograms.py), the "paper"
+# group for the paper's sources (public stand-ins, SmolLM2's tokenizer: LLaMA's gives roughly
+# 10-20% more), the "builtin" group for the synthetic corpora. At max_len 2048 the paper means
+# are math 220, code 124, general 1,338, general_nocm 1,255 (an earlier hand-measured table said
+# 220/165/1,450/1,450: its code figure came from another Code Alpaca file, its general figure
+# counted conversations the trainer rejects).
 A100_PEAK_BF16 = 312e12  # FLOP/s, dense bf16
 ASSUMED_MFU = 0.40  # model FLOPs utilisation assumed for DeepSpeed ZeRO-3 on 8-16 A100s
+MTBENCH_QUESTIONS, MTBENCH_TURNS = 80, 2
+JUDGE_REPEATS = JudgeConfig.repeats  # what sweep.evaluation's judge does per answer and turn
+# Judge tokens per call (prompt + judgment), an assumption: FastChat's single-answer prompt
+# (~300 tokens), the question (~75 a turn) and the model's answer (~250 a turn: GPT-4's answers
+# in ../shared/data/mt_bench run ~1,000 characters a turn), the judgment (~150); the turn-2 call
+# shows both turns and 30 of the 80 questions add a reference answer: ~1,000 on average.
+JUDGE_TOKENS_PER_CALL = 1_000
 
 
 @dataclass(frozen=True)
@@ -41,8 +53,9 @@ class PlannedStage:
     model: str
     recipe_text: str
     samples: int  # selected samples per epoch
-    tokens: int  # training tokens: epochs x sum(selected samples x mean tokens)
-    gpu_hours: float | None
+    tokens: int  # real training tokens: epochs x sum(selected samples x mean capped length)
+    processed_tokens: int  # what the trainer computes on: real plus padding (sweep/lengths.py)
+    gpu_hours: float | None  # from processed_tokens
 
 
 @dataclass(frozen=True)
@@ -60,10 +73,27 @@ class Plan:
     naive_stages: int
     naive_tokens: int
     naive_gpu_hours: float | None
+    judge_calls_per_run: int = 0  # MT-Bench judge calls of one evaluated run (0: no judge)
 
     @property
     def shared_tokens(self) -> int:
         return sum(s.tokens for s in self.stages.values())
+
+    @property
+    def processed_tokens(self) -> int:
+        return sum(s.processed_tokens for s in self.stages.values())
+
+    @property
+    def judged_runs(self) -> int:
+        return sum(p.run.question != "tsne" for p in self.runs) if self.judge_calls_per_run else 0
+
+    @property
+    def judge_calls(self) -> int:
+        return self.judged_runs * self.judge_calls_per_run
+
+    @property
+    def judge_tokens(self) -> int:
+        return self.judge_calls * JUDGE_TOKENS_PER_CALL
 
     @property
     def gpu_hours(self) -> float | None:
@@ -80,17 +110,34 @@ def corpus_sizes(preset: Preset) -> dict[str, int]:
     return sizes
 
 
-def stage_tokens(recipe, preset: Preset, sizes: dict[str, int]) -> tuple[int, int]:
-    """(selected samples, training tokens) of one stage."""
-    settings = preset.settings
-    means = MEAN_TOKENS if preset.sources else BUILTIN_MEAN_TOKENS
+def length_histograms(preset: Preset) -> dict:
+    """Source -> token-length histogram: the paper's sources' or the built-in corpora's."""
+    return lengths.histograms("paper" if preset.sources else "builtin")
+
+
+def stage_tokens(recipe, settings: TrainSettings, hists: dict,
+                 sizes: dict[str, int]) -> tuple[int, int, int]:
+    """(selected samples, real training tokens, processed tokens) of one stage."""
     counts = {source: _count(amount, sizes[source]) for source, amount in recipe}
-    per_epoch = sum(n * min(means[s], settings.max_len) for s, n in counts.items())
-    return sum(counts.values()), settings.epochs * per_epoch
+    real, processed = lengths.epoch_tokens(counts, hists, settings.max_len,
+                                           settings.micro_batch, settings.packing)
+    return (sum(counts.values()), round(settings.epochs * real),
+            round(settings.epochs * processed))
 
 
 def _count(amount: Amount, n: int) -> int:
     return count_for(amount, n) if isinstance(amount, Fraction) else min(amount, n)
+
+
+def judge_calls_per_run(preset: Preset) -> int:
+    """MT-Bench judge calls per evaluated run: questions x 2 turns x repeats; 0 without a judge
+    (then MT-Bench is neither generated nor judged, sweep.presets.judged_or_proxy)."""
+    ev = preset.evaluation
+    if "mtbench" not in ev.names or not (ev.judge_url and ev.judge_model):
+        return 0
+    limit = ev.limit_of("mtbench")
+    questions = MTBENCH_QUESTIONS if limit is None else min(limit, MTBENCH_QUESTIONS)
+    return questions * MTBENCH_TURNS * JUDGE_REPEATS
 
 
 def stage_gpu_hours(model: str, tokens: int, preset: Preset) -> float | None:
@@ -164,7 +211,7 @@ def _slug(text: str) -> str:
 
 
 def build_plan(runs: Sequence[Run], preset: Preset) -> Plan:
-    sizes = corpus_sizes(preset)
+    sizes, hists = corpus_sizes(preset), length_histograms(preset)
     planned, stages = [], {}
     naive_stages, naive_tokens, naive_hours = 0, 0, 0.0
     seen = set()
@@ -174,43 +221,74 @@ def build_plan(runs: Sequence[Run], preset: Preset) -> Plan:
         if rid in seen:  # the same run named by two questions (rq2's singles are rq1's)
             continue
         seen.add(rid)
+        settings = train_settings(preset, run.model)  # a seed changes no length or batch
         for sid, stage in zip(ids, run.stages, strict=True):
-            samples, tokens = stage_tokens(stage.recipe, preset, sizes)
-            hours = stage_gpu_hours(run.model, tokens, preset)
+            samples, tokens, processed = stage_tokens(stage.recipe, settings, hists, sizes)
+            hours = stage_gpu_hours(run.model, processed, preset)
             naive_stages, naive_tokens = naive_stages + 1, naive_tokens + tokens
             naive_hours = None if hours is None or naive_hours is None else naive_hours + hours
             stages.setdefault(sid, PlannedStage(sid, run.model, format_recipe(stage.recipe),
-                                                samples, tokens, hours))
+                                                samples, tokens, processed, hours))
         planned.append(PlannedRun(run, rid, tuple(ids)))
     return Plan(preset.name, tuple(planned), stages, naive_stages, naive_tokens,
-                naive_hours if runs else None)
+                naive_hours if runs else None, judge_calls_per_run(preset))
 
 
-def plan_json(plan: Plan) -> dict:
+def plan_json(plan: Plan, preset: Preset) -> dict:
+    """The plan as plain data: figures at the top (`runs` is a count), the runs under
+    `run_list`, the distinct stages under `stages`, and what the figures assume."""
+    per_run = plan.judge_calls_per_run
     return {
         "preset": plan.preset,
-        "runs": [{"id": p.run_id, "question": p.run.question, "model": p.run.model,
-                  "strategy": p.run.strategy, "fraction": _text(p.run.fraction),
-                  "k": _text(p.run.k), "seed": p.run.seed, "stage_ids": list(p.stage_ids)}
-                 for p in plan.runs],
+        "runs": len(plan.runs),
         "unique_stages": len(plan.stages),
         "naive_stages": plan.naive_stages,
         "naive_tokens": plan.naive_tokens,
         "shared_tokens": plan.shared_tokens,
+        "processed_tokens": plan.processed_tokens,
         "gpu_hours": plan.gpu_hours,
         "naive_gpu_hours": plan.naive_gpu_hours,
+        "judge_calls": plan.judge_calls,
+        "judge_tokens": plan.judge_tokens,
+        "judge": {"runs_judged": plan.judged_runs, "calls_per_run": per_run,
+                  "tokens_per_run": per_run * JUDGE_TOKENS_PER_CALL},
+        "run_list": [{"id": p.run_id, "question": p.run.question, "model": p.run.model,
+                      "strategy": p.run.strategy, "fraction": _text(p.run.fraction),
+                      "k": _text(p.run.k), "seed": p.run.seed, "stage_ids": list(p.stage_ids)}
+                     for p in plan.runs],
         "stages": {sid: {"model": s.model, "recipe": s.recipe_text, "samples": s.samples,
-                         "tokens": s.tokens, "gpu_hours": s.gpu_hours}
+                         "tokens": s.tokens, "processed_tokens": s.processed_tokens,
+                         "gpu_hours": s.gpu_hours}
                    for sid, s in plan.stages.items()},
-        "assumptions": assumptions(),
+        "assumptions": {**assumptions(preset), "micro_batch": micro_batches(plan, preset)},
     }
 
 
-def assumptions() -> dict:
-    return {"mean_tokens": MEAN_TOKENS, "builtin_mean_tokens": BUILTIN_MEAN_TOKENS,
-            "paper_sizes": PAPER_SIZES,
+def assumptions(preset: Preset) -> dict:
+    settings = preset.settings
+    return {"mean_tokens": mean_tokens(preset), "length_histograms": str(
+                lengths.HISTOGRAMS.relative_to(lengths.HISTOGRAMS.parents[1])),
+            "paper_sizes": PAPER_SIZES, "max_len": settings.max_len,
+            "packing": settings.packing,
             "peak_flops_per_gpu": A100_PEAK_BF16, "mfu": ASSUMED_MFU,
-            "formula": "gpu_hours = 6 x params x tokens / (peak x MFU) / 3600"}
+            "formula": "gpu_hours = 6 x params x processed_tokens / (peak x MFU) / 3600",
+            "processed_tokens": "packing off: sum over micro-batches of micro_batch x longest "
+                                "row (expected value, rows drawn from the stage's mixture); "
+                                "packing on: the real tokens (sweep/lengths.py)",
+            "judge": {"questions": MTBENCH_QUESTIONS, "turns": MTBENCH_TURNS,
+                      "repeats": JUDGE_REPEATS, "tokens_per_call": JUDGE_TOKENS_PER_CALL}}
+
+
+def micro_batches(plan: Plan, preset: Preset) -> dict[str, int]:
+    """Rows per padded micro-batch per model (33B: 16 GPUs, batch 16, so 1: no padding)."""
+    models = sorted({p.run.model for p in plan.runs})
+    return {m: train_settings(preset, m).micro_batch for m in models}
+
+
+def mean_tokens(preset: Preset) -> dict[str, float]:
+    """Mean real tokens per sample per source at the preset's max_len (the histograms')."""
+    return lengths.mean_lengths("paper" if preset.sources else "builtin",
+                                preset.settings.max_len)
 
 
 def format_plan(plan: Plan, preset: Preset) -> str:
@@ -223,15 +301,32 @@ def format_plan(plan: Plan, preset: Preset) -> str:
     for s in plan.stages.values():
         hours = f", {s.gpu_hours:,.1f} GPU h" if s.gpu_hours is not None else ""
         lines.append(f"  {s.stage_id}  {s.model} [{s.recipe_text}] {s.samples:,} samples, "
-                     f"{s.tokens:,} tokens{hours}")
-    lines.append(f"stages: naive {plan.naive_stages}, shared {len(plan.stages)}; training tokens: "
-                 f"naive {plan.naive_tokens:,}, shared {plan.shared_tokens:,}")
+                     f"{s.tokens:,} tokens ({s.processed_tokens:,} processed){hours}")
+    return "\n".join(lines + summary_lines(plan, preset))
+
+
+def summary_lines(plan: Plan, preset: Preset) -> list[str]:
+    """The plan's figures, as the JSON's top-level keys name them."""
+    lines = [f"runs: {len(plan.runs)}",
+             f"stages: naive_stages {plan.naive_stages}, unique_stages {len(plan.stages)}",
+             (f"training tokens: naive_tokens {plan.naive_tokens:,}, shared_tokens "
+              f"{plan.shared_tokens:,}, processed_tokens {plan.processed_tokens:,} (packing "
+              f"{'on' if preset.settings.packing else 'off'}; rows per micro-batch and "
+              f"worker {micro_batches(plan, preset)})")]
     if plan.gpu_hours is not None:
-        walls = {m: gpus_per_run(preset, m) for m in {p.run.model for p in plan.runs}}
+        walls = {m: gpus_per_run(preset, m) for m in sorted({p.run.model for p in plan.runs})}
         lines.append(
-            f"GPU hours (A100 bf16 peak {A100_PEAK_BF16 / 1e12:.0f} TFLOP/s, assumed MFU "
-            f"{ASSUMED_MFU:.0%}): naive {plan.naive_gpu_hours:,.0f}, shared {plan.gpu_hours:,.0f};"
-            f" GPUs per run {walls}")
-    means = MEAN_TOKENS if preset.sources else BUILTIN_MEAN_TOKENS
-    lines.append(f"mean tokens per sample assumed (see sweep/plan.py): {means}")
-    return "\n".join(lines)
+            f"gpu_hours {plan.gpu_hours:,.0f} (naive {plan.naive_gpu_hours:,.0f}) = 6 x params x "
+            f"processed_tokens / (A100 bf16 peak {A100_PEAK_BF16 / 1e12:.0f} TFLOP/s x assumed "
+            f"MFU {ASSUMED_MFU:.0%}); GPUs per run {walls}")
+    else:
+        lines.append("gpu_hours: none (CPU preset)")
+    per_run = plan.judge_calls_per_run
+    lines.append(f"judge: judge_calls {plan.judge_calls:,}, judge_tokens {plan.judge_tokens:,} "
+                 f"({plan.judged_runs} runs judged x {per_run} calls = questions x "
+                 f"{MTBENCH_TURNS} turns x {JUDGE_REPEATS} repeats; {JUDGE_TOKENS_PER_CALL:,}"
+                 f" tokens a call assumed)" if per_run else
+                 "judge: judge_calls 0, judge_tokens 0 (no MT-Bench judge in this preset)")
+    lines.append(f"mean tokens per sample (sweep/length_histograms.json, capped at max_len "
+                 f"{preset.settings.max_len}): {mean_tokens(preset)}")
+    return lines

@@ -67,7 +67,7 @@ def test_finetune_names_stages_as_the_sweep_does(options, question, preset, run,
     monkeypatch.delenv("DMT_GSM8K_RFT", raising=False)
     assert cli.main(question, ["--preset", preset, "--dry-run", "--json"]) == 0
     sweep_ids = {(r["model"], r["strategy"], r["fraction"], r["k"]): r["stage_ids"]
-                 for r in json.loads(capsys.readouterr().out)["runs"]}[run]
+                 for r in json.loads(capsys.readouterr().out)["run_list"]}[run]
     storage = tmp_path / "runs"
     planned = finetune.main(["--preset", preset, "--storage", str(storage), "--dry-run",
                              *options])

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from fractions import Fraction as F
 
-from sweep import grid, presets
-from sweep.plan import MEAN_TOKENS, PAPER_SIZES, build_plan, plan_json
+from sweep import grid, lengths, presets
+from sweep.plan import PAPER_SIZES, build_plan, plan_json
 
 MODELS = ("llama_7b", "llama_13b", "llama_33b")
 # Runs per model size, the base model included (rq2: 5 mixes + the 15 singles they compare to)
@@ -26,15 +26,15 @@ def _dry_run(question: str, *extra: str) -> dict:
 def test_cli_plans_match_grid_one_to_one():
     for question, n in PER_MODEL.items():
         plan = _dry_run(question)
-        assert len(plan["runs"]) == 3 * n, question
-        assert len({r["id"] for r in plan["runs"]}) == len(plan["runs"])
+        assert len(plan["run_list"]) == 3 * n, question
+        assert len({r["id"] for r in plan["run_list"]}) == len(plan["run_list"])
         for model in MODELS:
-            runs = [r for r in plan["runs"] if r["model"] == model]
+            runs = [r for r in plan["run_list"] if r["model"] == model]
             assert len(runs) == n
         expected = {(r.model, r.strategy, str(r.fraction) if r.fraction else None,
                      str(r.k) if r.k else None) for r in grid.build_grid(question, MODELS)}
         got = {(r["model"], r["strategy"], r["fraction"] and str(F(r["fraction"])),
-                r["k"] and str(F(r["k"]))) for r in plan["runs"]}
+                r["k"] and str(F(r["k"]))) for r in plan["run_list"]}
         assert got == expected
         assert plan["naive_stages"] >= plan["unique_stages"]
         assert plan["naive_tokens"] >= plan["shared_tokens"] > 0
@@ -46,14 +46,17 @@ def test_rq4_sharing_and_tokens():
     # 19 stages named, 13 distinct: code only = sequential's first; mixed sequential's first
     # stage = every DMT(k)'s first; and DMT(k)'s second stages differ by k.
     assert (plan["naive_stages"], plan["unique_stages"]) == (19, 13)
-    runs = {(r["strategy"], r["k"]): r["stage_ids"] for r in plan["runs"]}
+    runs = {(r["strategy"], r["k"]): r["stage_ids"] for r in plan["run_list"]}
     assert runs[("sequential", None)][0] == runs[("code only", None)][0]
     firsts = {ids[0] for (s, _), ids in runs.items() if s in ("DMT", "mixed sequential")}
     assert len(firsts) == 1
     # multi-task: 3 epochs x all samples x the stated mean tokens
     multi = plan["stages"][runs[("multi-task", None)][0]]
-    want = 3 * sum(PAPER_SIZES[s] * MEAN_TOKENS[s] for s in ("math", "code", "general"))
-    assert multi["tokens"] == want and multi["samples"] == 216_224
+    hists = lengths.histograms("paper")
+    want = 3 * sum(PAPER_SIZES[s] * lengths.mean_length(hists[s], 2048)
+                   for s in ("math", "code", "general"))
+    assert multi["tokens"] == round(want) and multi["samples"] == 216_224
+    assert multi["processed_tokens"] > multi["tokens"]  # padded micro-batches of 2
 
 
 def test_sharing_across_questions():
@@ -80,15 +83,16 @@ def test_sharing_across_questions():
     # singles (rq1 @1) and multi-task (mix@1): 9.
     assert plan.naive_stages == 54
     assert len(plan.stages) == 15 + 5 + 11 + 9
-    js = plan_json(plan)
+    js = plan_json(plan, preset)
     # Runs named twice (rq2's singles are rq1's, one base model) are planned once.
-    assert js["unique_stages"] == len(plan.stages) and len(js["runs"]) == 1 + 15 + 5 + 15 + 11
+    assert js["unique_stages"] == len(plan.stages) and js["runs"] == len(js["run_list"]) == 1 + 15 + 5 + 15 + 11
 
 
 def test_gpu_hours_formula_and_cpu_presets():
     preset = presets.paper()
     plan = build_plan(grid.build_grid("rq1", ["llama_13b"], fractions=(F(1),)), preset)
     stage = next(s for s in plan.stages.values() if s.recipe_text == "code=1")
-    assert abs(stage.gpu_hours - 6 * 13_016_000_000 * stage.tokens / (312e12 * 0.4) / 3600) < 1e-9
+    want = 6 * 13_016_000_000 * stage.processed_tokens / (312e12 * 0.4) / 3600
+    assert abs(stage.gpu_hours - want) < 1e-9
     assert presets.train_settings(preset, "llama_33b").micro_batch == 1  # 16 GPUs, batch 16
     assert presets.train_settings(preset, "llama_7b").micro_batch == 2

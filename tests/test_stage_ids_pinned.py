@@ -73,7 +73,7 @@ def dry_run(question: str, preset: str, capsys) -> dict:
     assert cli.main(question, ["--preset", preset, "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     return {(r["model"], r["strategy"], r["fraction"], r["k"]): (r["id"], r["stage_ids"])
-            for r in plan["runs"]}
+            for r in plan["run_list"]}
 
 
 @pytest.mark.parametrize(("question", "preset"), sorted(PINNED))
