@@ -63,6 +63,8 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     p.add_argument("--source", type=parse_source, action="append", default=[],
                    help="override a training source: NAME=PATH_OR_HF_ID (repeatable)")
     p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster)")
+    p.add_argument("--cluster-config", help="the cluster's launcher config (default on a `ray up` "
+                   "head: ~/ray_bootstrap_config.yaml): runs at once follow what it can grow to")
     p.add_argument("--max-concurrent", type=int, help="runs at once (default: fit the cluster)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
@@ -122,6 +124,7 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
     from sweep.driver import run_sweep
 
     summary = run_sweep(runs, preset, address=args.address, ray_temp_dir=args.ray_temp_dir,
+                        cluster_config=args.cluster_config,
                         grow_report=not args.no_report)
     print(summary.text())
     if not args.no_report:

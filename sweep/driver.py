@@ -74,7 +74,8 @@ def pending_jobs(runs, preset: Preset, storage: Storage, summary: SweepSummary) 
 
 
 def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
-              ray_temp_dir: str | None = None, grow_report: bool = True) -> SweepSummary:
+              ray_temp_dir: str | None = None, grow_report: bool = True,
+              cluster_config: str | None = None) -> SweepSummary:
     t0 = time.time()
     storage = Storage(preset.storage)
     # Tune runs each trial in a working dir of its own: a relative "./runs" would put results there.
@@ -87,7 +88,8 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
         try:
             from sweep.tuner import tune_jobs
 
-            tune_jobs(jobs, preset, storage, summary, grow_report)
+            tune_jobs(jobs, preset, storage, summary, grow_report,
+                      capacity=cluster_capacity(address, cluster_config))
         finally:
             if started:
                 import ray
@@ -97,6 +99,22 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
     storage.write_json(f"sweeps/{_sweep_name(runs, preset)}.json",
                        {**dataclasses.asdict(summary), "ok": summary.ok})
     return summary
+
+
+def cluster_capacity(address: str | None, cluster_config: str | None) -> dict | None:
+    """What the cluster can grow to, from its config (given, or the launcher's copy on the head
+    of a cluster we joined); None for a local Ray or when no config is found."""
+    from sweep.concurrency import growth_capacity, read_cluster_config
+
+    if not (address or cluster_config):
+        return None
+    config, where = read_cluster_config(cluster_config)
+    if config is None:
+        return None
+    capacity = growth_capacity(config)
+    print(f"fan-out sized for the cluster {where} describes: up to "
+          f"{capacity.get('GPU', 0):g} GPUs, {capacity.get('CPU', 0):g} CPUs")
+    return capacity
 
 
 def _sweep_name(runs, preset: Preset) -> str:

@@ -16,8 +16,9 @@ from trainers.storage import Storage
 
 
 def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
-              grow_report: bool = True) -> None:
-    """Run `jobs` as Tune trials; `summary` (sweep.driver.SweepSummary) records each outcome."""
+              grow_report: bool = True, capacity: dict | None = None) -> None:
+    """Run `jobs` as Tune trials; `summary` (sweep.driver.SweepSummary) records each outcome.
+    `capacity`: what the cluster can grow to (sweep.concurrency.growth_capacity), if known."""
     import ray
     from ray import tune
 
@@ -33,7 +34,7 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
         param_space={"job": tune.grid_search([j.to_config() for j in jobs])},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent(preset, {j.run.model for j in jobs},
-                                                 ray.cluster_resources()),
+                                                 ray.cluster_resources(), capacity),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=f"sweep-{content_hash(sorted(j.run_id for j in jobs))[:12]}",

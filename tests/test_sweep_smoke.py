@@ -159,3 +159,26 @@ def test_trial_job_round_trips_and_concurrency_fits_the_cluster():
     local = dataclasses.replace(presets.local(), max_concurrent=None)
     assert max_concurrent(local, {"smollm2_135m"}, {"CPU": 2}) == 1  # 2 workers + the trial
     assert max_concurrent(local, {"smollm2_135m"}, {"CPU": 16}) == 5
+
+
+def test_fan_out_follows_what_the_autoscaling_cluster_can_grow_to():
+    """cluster.yaml starts with no GPU worker (min_workers 0) and grows to 4 x 8 A100s: the
+    sweep sizes its fan-out for 32 GPUs, not for the 0 it sees at start."""
+    import yaml
+
+    from sweep.concurrency import growth_capacity, max_concurrent
+
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    capacity = growth_capacity(config)
+    assert capacity["GPU"] == 32 and capacity["train_driver"] == 1
+    preset = presets.paper()
+    at_start = {"CPU": 16, "train_driver": 1}  # only the head
+    assert max_concurrent(preset, {"llama_7b"}, at_start) == 1
+    assert max_concurrent(preset, {"llama_7b"}, at_start, capacity) == 4
+    assert max_concurrent(preset, {"llama_7b", "llama_33b"}, at_start, capacity) == 2
+    # Two worker types share the cluster's max_workers, GPU types first.
+    two = {"max_workers": 3, "head_node_type": "h",
+           "available_node_types": {"h": {"resources": {"CPU": 4}},
+                                    "cpu": {"max_workers": 5, "resources": {"CPU": 8}},
+                                    "gpu": {"max_workers": 2, "resources": {"GPU": 8}}}}
+    assert growth_capacity(two) == {"CPU": 12.0, "GPU": 16.0}
