@@ -54,3 +54,31 @@ def test_describes_the_sweeps_cluster():
     assert cfg["provider"]["type"] == "aws"
     assert any("[gpu]" in c for c in cfg["setup_commands"])
     assert "s3://" in CLUSTER.read_text()
+
+
+SIM_GPU_SCALE = 4  # cluster_sim.yaml: one sim_gpu stands for four GPUs
+
+
+def test_the_simulated_cluster_mirrors_the_real_one():
+    """cluster_sim.yaml (Ray's fake multi-node provider) has cluster.yaml's worker types, their
+    limits and scale-from-zero, its cluster max_workers and the head's train_driver, with each
+    worker's GPUs as sim_gpu at a quarter of the count."""
+    real = _config()
+    sim = yaml.safe_load((CLUSTER.parent / "cluster_sim.yaml").read_text())
+    assert sim["provider"]["type"] == "fake_multinode"
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    jsonschema.validate(sim, schema)
+    assert sim["max_workers"] == real["max_workers"]
+    real_workers = {n: t for n, t in real["available_node_types"].items()
+                    if n != real["head_node_type"]}
+    sim_workers = {n: t for n, t in sim["available_node_types"].items()
+                   if n != sim["head_node_type"]}
+    assert set(sim_workers) == set(real_workers)
+    for name, real_type in real_workers.items():
+        sim_type = sim_workers[name]
+        assert sim_type["min_workers"] == real_type["min_workers"] == 0
+        assert sim_type["max_workers"] == real_type["max_workers"]
+        assert sim_type["resources"]["sim_gpu"] * SIM_GPU_SCALE == real_type["resources"]["GPU"]
+    real_head = real["available_node_types"][real["head_node_type"]]["resources"]
+    sim_head = sim["available_node_types"][sim["head_node_type"]]["resources"]
+    assert sim_head["train_driver"] == real_head["train_driver"] and "sim_gpu" not in sim_head
