@@ -106,6 +106,25 @@ def override_sources(preset: Preset, locations: dict[str, str]) -> tuple[SourceS
     return tuple(specs.values())
 
 
+def spent_so_far(plan, preset, asked: bool) -> dict | None:
+    """Planned vs used GPU hours per question when the storage holds finished runs (a dry run
+    after a partial sweep); None before any run finished or when the storage is unreachable.
+    A remote storage is only looked at when `--storage` names it (`asked`): a dry run must
+    answer offline at once."""
+    from sweep.budget import budget
+    from trainers.storage import Storage
+
+    if not asked and "://" in str(preset.storage):
+        return None
+    try:
+        storage = Storage(preset.storage)
+        if not storage.list("results"):
+            return None
+        return budget(plan, storage)
+    except OSError:  # e.g. no credentials for the preset's s3:// bucket: plan without it
+        return None
+
+
 def main(question: str, argv: Sequence[str] | None = None) -> int:
     args = build_parser(question).parse_args(argv)
     if args.json and not args.dry_run:
@@ -118,8 +137,14 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
         from sweep.plan import build_plan, format_plan, plan_json
 
         plan = build_plan(runs, preset)
-        print(json.dumps(plan_json(plan, preset), indent=1) if args.json
-              else format_plan(plan, preset))
+        spent = spent_so_far(plan, preset, asked=args.storage is not None)
+        if args.json:
+            print(json.dumps({**plan_json(plan, preset), **({"budget": spent} if spent else {})},
+                             indent=1))
+        else:
+            from sweep.budget import format_budget
+
+            print("\n".join([format_plan(plan, preset), *(format_budget(spent) if spent else [])]))
         return 0
     from sweep.driver import run_sweep
 

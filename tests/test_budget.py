@@ -1,0 +1,47 @@
+"""GPU hours planned against used per question, in a dry run after a partial sweep."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sweep import cli, grid, presets
+from sweep.budget import budget, planned_by_run
+from sweep.plan import build_plan
+from sweep.results import Measurement, RunCost, rows_for, write_result
+from trainers.storage import Storage
+
+
+def test_dry_run_after_a_partial_sweep_shows_planned_used_and_left(tmp_path, capsys):
+    preset = presets.paper()
+    plan = build_plan(grid.build_grid("rq2", ["llama_7b"]), preset)
+    planned = planned_by_run(plan)
+    assert sum(planned.values()) == pytest.approx(plan.gpu_hours)  # shared stages count once
+    done = next(p for p in plan.runs if p.run.question == "rq1" and p.stage_ids)
+    storage = Storage(tmp_path / "runs")
+    write_result(storage, done.run_id, rows_for(
+        done.run, done.run_id, "paper", done.stage_ids,
+        [Measurement("gsm8k/flexible", 40.0, n=1319, ci_low=37.4, ci_high=42.7)],
+        RunCost(tokens_trained=1, tokens_in_stages=1, wall_hours=3.0, gpu_hours=17.5)))
+
+    rows = budget(plan, storage)
+    rq1 = rows["rq1"]
+    assert rq1["finished"] == 1 and rq1["used_gpu_hours"] == 17.5
+    assert rq1["left_gpu_hours"] == pytest.approx(rq1["planned_gpu_hours"] - planned[done.run_id],
+                                                  abs=1e-2)
+    assert rows["rq2"]["finished"] == 0 and rows["rq2"]["used_gpu_hours"] == 0
+
+    cli.main("rq2", ["--preset", "paper", "--models", "llama_7b", "--storage",
+                     str(tmp_path / "runs"), "--dry-run", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["budget"] == rows
+    cli.main("rq2", ["--preset", "paper", "--models", "llama_7b", "--storage",
+                     str(tmp_path / "runs"), "--dry-run"])
+    assert "rq1      1/" in capsys.readouterr().out
+
+
+def test_dry_run_before_any_result_has_no_budget(tmp_path, capsys):
+    cli.main("rq2", ["--preset", "paper", "--models", "llama_7b", "--storage",
+                     str(tmp_path / "empty"), "--dry-run", "--json"])
+    assert "budget" not in json.loads(capsys.readouterr().out)
