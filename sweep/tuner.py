@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from sweep.concurrency import DRIVER_RESOURCE, DRIVER_SHARE, max_concurrent
+from sweep.console import console_callback
 from sweep.presets import Preset
 from sweep.results import has_result
 from sweep.trial import TrialJob, trial
@@ -16,18 +17,19 @@ from trainers.storage import Storage
 
 
 def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
-              grow_report: bool = True) -> None:
-    """Run `jobs` as Tune trials; `summary` (sweep.driver.SweepSummary) records each outcome."""
+              grow_report: bool = True, *, verbose: bool = False,
+              mlflow_uri: str | None = None) -> None:
+    """Run `jobs` as Tune trials; `summary` (sweep.driver.SweepSummary) records each outcome.
+    The console shows the sweep's own table (sweep/console.py), or with `verbose` Tune's."""
     import ray
     from ray import tune
 
-    # Tune's new console output ignores CLIReporter; the classic table shows our columns.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    reporter = tune.CLIReporter(
-        parameter_columns={"job/question": "question", "job/strategy": "strategy",
-                           "job/amounts": "amounts"},
-        metric_columns={"stage": "stage", "status": "status", "loss": "loss"},
-        max_report_frequency=15)
+    name = f"sweep-{content_hash(sorted(j.run_id for j in jobs))[:12]}"
+    callbacks = [] if verbose else [console_callback()]
+    if grow_report:
+        callbacks.append(report_callback(storage))
+    if mlflow_uri:
+        callbacks.append(mlflow_callback(mlflow_uri, preset))
     tuner = tune.Tuner(
         tune.with_resources(trial, {DRIVER_RESOURCE: DRIVER_SHARE}),
         param_space={"job": tune.grid_search([j.to_config() for j in jobs])},
@@ -36,12 +38,33 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
                                                  ray.cluster_resources()),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
-            name=f"sweep-{content_hash(sorted(j.run_id for j in jobs))[:12]}",
-            storage_path=storage.uri_of("tune"), progress_reporter=reporter, verbose=1,
-            callbacks=[report_callback(storage)] if grow_report else None,
-            failure_config=tune.FailureConfig(max_failures=0)))
+            name=name, storage_path=storage.uri_of("tune"),
+            progress_reporter=_tune_table() if verbose else None, verbose=1 if verbose else 0,
+            callbacks=callbacks or None, failure_config=tune.FailureConfig(max_failures=0)))
     for result in tuner.fit():
         record_outcome(result, storage, summary)
+
+
+def _tune_table():
+    from ray import tune
+
+    # Tune's new console output ignores CLIReporter; the classic table shows our columns.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    return tune.CLIReporter(
+        parameter_columns={"job/question": "question", "job/strategy": "strategy",
+                           "job/amounts": "amounts"},
+        metric_columns={"stage": "stage", "status": "status", "step": "step",
+                        "total_steps": "of", "loss": "loss"},
+        max_report_frequency=15)
+
+
+def mlflow_callback(uri: str, preset: Preset):
+    """One MLflow run per trial at `uri` (a tracking server or file://DIR/mlruns): the trial's
+    config (run, preset, provenance) as params, everything it reports as metrics."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    return MLflowLoggerCallback(tracking_uri=uri, experiment_name=f"dmt-sweep-{preset.name}",
+                                save_artifact=False)
 
 
 def record_outcome(result, storage: Storage, summary) -> None:
