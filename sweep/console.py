@@ -75,14 +75,16 @@ def _cells(v: TrialView) -> tuple[str, ...]:
     return (v.run, v.question, v.what, v.stage or "-", steps, loss, _eta(v.eta_s), status)
 
 
-def render_table(views: Iterable[TrialView], clock: str = "") -> str:
-    """A fixed-width table, one line per run, under a line counting runs by state."""
+def render_table(views: Iterable[TrialView], clock: str = "", total: int | None = None) -> str:
+    """A fixed-width table, one line per run, under a line counting runs by state. `total`:
+    runs in the sweep (Tune creates a trial only when it can start, so some may not show yet)."""
     views = list(views)
     states = {s: sum(v.state == s for v in views) for s in ("RUNNING", "TERMINATED", "ERROR",
                                                            "PENDING")}
-    head = (f"== {TITLE}{' ' + clock if clock else ''}: {len(views)} runs, "
+    waiting = states["PENDING"] + max(0, (total or 0) - len(views))
+    head = (f"== {TITLE}{' ' + clock if clock else ''}: {max(total or 0, len(views))} runs, "
             f"{states['RUNNING']} running, {states['TERMINATED']} done, {states['ERROR']} failed, "
-            f"{states['PENDING']} pending ==")
+            f"{waiting} pending ==")
     rows = [COLUMNS, *(_cells(v) for v in views)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -90,7 +92,7 @@ def render_table(views: Iterable[TrialView], clock: str = "") -> str:
 
 
 def console_callback(every_s: float = REFRESH_S, emit: Callable[[str], None] | None = None,
-                     clock: Callable[[], float] = time.monotonic):
+                     clock: Callable[[], float] = time.monotonic, total: int | None = None):
     """A Tune callback (it runs in the driver process) that prints the table at most every
     `every_s` seconds while results arrive, and once more when the sweep ends."""
     from ray.tune import Callback
@@ -120,7 +122,7 @@ def console_callback(every_s: float = REFRESH_S, emit: Callable[[str], None] | N
             now = clock()
             if force or now - self.last >= every_s:
                 self.last = now
-                emit(render_table(self.views.values(), time.strftime("%H:%M:%S")))
+                emit(render_table(self.views.values(), time.strftime("%H:%M:%S"), total))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             update_view(self._view(trial), result, clock())

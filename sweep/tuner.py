@@ -25,7 +25,10 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
     from ray import tune
 
     name = f"sweep-{content_hash(sorted(j.run_id for j in jobs))[:12]}"
-    callbacks = [] if verbose else [console_callback()]
+    # The classic console engine: with verbose=0 it prints nothing (the new one still prints
+    # its configuration box); with verbose=1 its table shows our CLIReporter columns.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    callbacks = [] if verbose else [console_callback(total=len(jobs))]
     if grow_report:
         callbacks.append(report_callback(storage))
     if mlflow_uri:
@@ -48,8 +51,6 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
 def _tune_table():
     from ray import tune
 
-    # Tune's new console output ignores CLIReporter; the classic table shows our columns.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     return tune.CLIReporter(
         parameter_columns={"job/question": "question", "job/strategy": "strategy",
                            "job/amounts": "amounts"},
@@ -63,6 +64,10 @@ def mlflow_callback(uri: str, preset: Preset):
     config (run, preset, provenance) as params, everything it reports as metrics."""
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+    if "://" not in uri or uri.startswith("file:"):
+        # MLflow 3 refuses its file store ("maintenance mode") unless told; a local folder is
+        # what a laptop or a test has, so asking for one by URI is consent enough.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return MLflowLoggerCallback(tracking_uri=uri, experiment_name=f"dmt-sweep-{preset.name}",
                                 save_artifact=False)
 

@@ -58,13 +58,14 @@ def test_callback_prints_at_most_every_refresh_and_once_at_the_end():
 
     now = [0.0]
     out: list[str] = []
-    cb = console_callback(every_s=15.0, emit=out.append, clock=lambda: now[0])
+    cb = console_callback(every_s=15.0, emit=out.append, clock=lambda: now[0], total=3)
     t = Trial("r1")
     for second in (0, 5, 10, 16, 20):
         now[0] = float(second)
         cb.on_trial_result(1, [t], t, {"stage": "1/1", "stage_index": 1, "step": second + 1,
                                        "total_steps": 40, "loss": 1.0})
     assert len(out) == 2  # at 0 s and at 16 s
+    assert "3 runs, 1 running, 0 done, 0 failed, 2 pending" in out[0]  # 2 not yet started
     t.status = "TERMINATED"
     cb.on_experiment_end([t])
     assert len(out) == 3 and "1 done" in out[-1]
