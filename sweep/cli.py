@@ -2,7 +2,7 @@
 
     python -m sweep.rq2 [--preset smoke|local|paper] [--models ...] [--fractions ...]
         [--seeds N [--vary-seed both|data|train]] [--storage PATH_OR_URI] [--address auto]
-        [--max-concurrent N] [--dry-run [--json]]
+        [--max-concurrent N] [--dry-run [--json]] [--verbose] [--mlflow URI]
     python -m sweep.all [same flags] [--ks ...] [--tsne]     (every question, one sweep)
 """
 
@@ -70,6 +70,11 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
     p.add_argument("--ray-temp-dir", help="local Ray only: its temp folder (default Ray's)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's worker logs and Tune's status table instead of the sweep's own "
+                        "progress table")
+    p.add_argument("--mlflow", metavar="URI",
+                   help="also log every run to MLflow at URI (a server, or file://DIR/mlruns)")
     return p
 
 
@@ -150,7 +155,8 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
 
     summary = run_sweep(runs, preset, address=args.address, ray_temp_dir=args.ray_temp_dir,
                         cluster_config=args.cluster_config,
-                        grow_report=not args.no_report)
+                        grow_report=not args.no_report, verbose=args.verbose,
+                        mlflow_uri=args.mlflow)
     print(summary.text())
     if not args.no_report:
         from sweep.report import write_report

@@ -10,6 +10,7 @@ hashes, so the same command again skips finished runs before any trial.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from sweep import plan as planning
 from sweep.concurrency import DRIVER_RESOURCE
 from sweep.grid import Run
 from sweep.presets import Preset, source_specs
+from sweep.provenance import sweep_provenance
 from sweep.results import has_result
 from sweep.trial import TrialJob
 from trainers.identity import content_hash
@@ -46,22 +48,30 @@ class SweepSummary:
         return "\n".join(lines + [f"  FAILED {rid}: {why}" for rid, why in self.failed.items()])
 
 
-def init_ray(address: str | None, temp_dir: str | None) -> bool:
-    """Connect to a cluster, or start a local Ray with the driver resource. True if started."""
+def init_ray(address: str | None, temp_dir: str | None,
+             verbose: bool = False) -> tuple[bool, str | None]:
+    """Connect to a cluster, or start a local Ray with the driver resource: (started, dashboard
+    URL or None). Unless `verbose`, workers' logs (Train's per-step "Reporting training result",
+    the placement-group cleaner's complaints, trials' prints) stay in Ray's log files instead of
+    scrolling through the console; errors still reach the summary through Tune's results."""
     import ray
 
     if ray.is_initialized():
-        return False
+        return False, None
+    quiet = {"log_to_driver": verbose,
+             "logging_level": logging.INFO if verbose else logging.WARNING}
     if address:
-        ray.init(address=address)  # the head node declares train_driver (cluster.yaml)
-        return True
-    ray.init(resources={DRIVER_RESOURCE: 1.0}, _temp_dir=temp_dir,
-             # trials and workers import this project from the checkout
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
-    return True
+        ctx = ray.init(address=address, **quiet)  # the head declares train_driver (cluster.yaml)
+    else:
+        ctx = ray.init(resources={DRIVER_RESOURCE: 1.0}, _temp_dir=temp_dir,
+                       # trials and workers import this project from the checkout
+                       runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, **quiet)
+    url = getattr(ctx, "dashboard_url", None)
+    return True, (url if not url or "://" in url else f"http://{url}")
 
 
-def pending_jobs(runs, preset: Preset, storage: Storage, summary: SweepSummary) -> list[TrialJob]:
+def pending_jobs(runs, preset: Preset, storage: Storage, summary: SweepSummary,
+                 provenance: dict | None = None) -> list[TrialJob]:
     jobs = []
     plan = planning.build_plan(runs, preset)  # one entry per distinct run
     summary.runs = len(plan.runs)
@@ -69,27 +79,32 @@ def pending_jobs(runs, preset: Preset, storage: Storage, summary: SweepSummary) 
         if has_result(storage, p.run_id):
             summary.skipped.append(p.run_id)
         else:
-            jobs.append(TrialJob(p.run, p.run_id, p.stage_ids, preset))
+            jobs.append(TrialJob(p.run, p.run_id, p.stage_ids, preset, provenance))
     return jobs
 
 
 def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
-              ray_temp_dir: str | None = None, grow_report: bool = True,
-              cluster_config: str | None = None) -> SweepSummary:
+              ray_temp_dir: str | None = None, grow_report: bool = True, verbose: bool = False,
+              mlflow_uri: str | None = None, cluster_config: str | None = None) -> SweepSummary:
+    """`verbose`: Ray's worker logs and Tune's status table instead of the sweep's own progress
+    table (sweep/console.py); `mlflow_uri`: also log each run to MLflow there;
+    `cluster_config`: the launcher config whose growth sizes the fan-out."""
     t0 = time.time()
     storage = Storage(preset.storage)
     # Tune runs each trial in a working dir of its own: a relative "./runs" would put results there.
     preset = dataclasses.replace(preset, storage=storage.uri)
     summary = SweepSummary(runs=len(runs))
-    jobs = pending_jobs(runs, preset, storage, summary)
+    jobs = pending_jobs(runs, preset, storage, summary, sweep_provenance(preset))
     if jobs:
         source_specs(preset, storage)  # write built-in corpora once, before trials race for it
-        started = init_ray(address, ray_temp_dir)
+        started, dashboard = init_ray(address, ray_temp_dir, verbose)
+        if dashboard:
+            print(f"Ray dashboard: {dashboard}", flush=True)
         try:
             from sweep.tuner import tune_jobs
 
-            tune_jobs(jobs, preset, storage, summary, grow_report,
-                      capacity=cluster_capacity(address, cluster_config))
+            tune_jobs(jobs, preset, storage, summary, grow_report, verbose=verbose,
+                      mlflow_uri=mlflow_uri, capacity=cluster_capacity(address, cluster_config))
         finally:
             if started:
                 import ray

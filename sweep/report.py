@@ -18,6 +18,7 @@ from sweep import compare, paper, tables
 from sweep.results import read_results
 from sweep.tables import ABILITIES, BASE, COMPANION_TITLES, Cells, cell_text, question_rows
 from trainers.data.recipe import format_amount, parse_recipe
+from trainers.identity import content_hash
 from trainers.storage import Storage
 
 QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation")
@@ -185,6 +186,7 @@ def build_report(storage: Storage) -> tuple[str, list, Cells]:
     judged = {r["judged"] for r in cells.rows if r["metric"] == "mtbench/mean"}
     if judged == {False}:
         parts.append("MT-Bench: answers generated but not judged (no judge configured).\n")
+    parts.append(render_provenance(cells.rows))
     return "\n".join(p for p in parts if p), tested_all, cells
 
 
@@ -214,7 +216,60 @@ def json_row(row: dict) -> dict:
     out = {k: row.get(k) for k in ROW_KEYS}
     out["amounts"] = {s: format_amount(a) for s, a in parse_recipe(row["amounts"])} \
         if row["amounts"] else {}
+    out["provenance"] = provenance_of(row)
     return out
+
+
+def provenance_of(row: dict) -> dict:
+    """Where a row came from (sweep.provenance); nulls for results written before it existed."""
+    sources = row.get("sources")
+    return {"code_version": row.get("code_version"), "code_dirty": row.get("code_dirty"),
+            "preset": row.get("preset"), "base_model": row.get("model"), "seed": row.get("seed"),
+            "sources": None if sources is None else json.loads(sources),
+            "libraries": {lib: row.get(f"{lib}_version")
+                          for lib in ("torch", "transformers", "ray", "deepspeed")},
+            "judge_snapshot": row.get("judge_snapshot")}
+
+
+def render_provenance(rows: list[dict]) -> str:
+    """One short section for the whole report: the code, libraries, sources and judge behind
+    the runs, and where runs differ, every distinct value with how many runs have it."""
+    runs: dict[str, dict] = {}
+    for r in rows:
+        runs.setdefault(r["run_id"], r)
+    if not runs:
+        return ""
+
+    def code(r):
+        if r.get("code_version") is None:
+            return "unknown (written before provenance was recorded)"
+        return r["code_version"] + (" (dirty)" if r.get("code_dirty") else "")
+
+    def libraries(r):
+        return ", ".join(f"{lib} {r.get(f'{lib}_version') or '-'}"
+                         for lib in ("torch", "transformers", "ray", "deepspeed"))
+
+    def sources(r):
+        if not r.get("sources"):
+            return "unknown"
+        fields = json.loads(r["sources"])  # the full identity is in report.json and results
+        return (", ".join(f"{n}={f.get('location')}" for n, f in sorted(fields.items()))
+                + f" (identity {content_hash(fields)[:8]})")
+
+    facets = (("code", code), ("libraries", libraries), ("sources", sources),
+              ("judge snapshot", lambda r: r.get("judge_snapshot") or "none"))
+    lines = ["## Provenance", ""]
+    for name, value_of in facets:
+        counts: dict[str, int] = {}
+        for r in runs.values():
+            counts[value_of(r)] = counts.get(value_of(r), 0) + 1
+        if len(counts) == 1:
+            lines.append(f"- {name}: {next(iter(counts))}")
+        else:
+            lines.append(f"- runs differ in {name}:")
+            lines += [f"  - {v} ({n} run{'s' if n > 1 else ''})" for v, n in sorted(counts.items())]
+    lines.append(f"- presets: {', '.join(sorted({r.get('preset') or '?' for r in runs.values()}))}")
+    return "\n".join(lines) + "\n"
 
 
 def report_json(cells: Cells, tested: list) -> dict:

@@ -13,6 +13,7 @@ two runs can be compared item by item later, on any machine (sweep.compare).
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -47,7 +48,19 @@ SCHEMA = pa.schema([
     ("wall_hours", pa.float64()),
     ("gpu_hours", pa.float64()),
     ("paper_value", pa.float64()),  # the paper's number for this cell (sweep.paper), if any
+    # Provenance (sweep.provenance), the same for every row of a sweep; null in result files
+    # written before it was recorded (read_results fills missing columns with nulls).
+    ("code_version", pa.string()),  # "git:<commit>" or "package:<version>"
+    ("code_dirty", pa.bool_()),  # tracked files differed from the commit; null outside git
+    ("sources", pa.string()),  # JSON: each source as stage ids identify it
+    ("torch_version", pa.string()),  # null: not installed
+    ("transformers_version", pa.string()),
+    ("ray_version", pa.string()),
+    ("deepspeed_version", pa.string()),
+    ("judge_snapshot", pa.string()),  # the judge model version that graded, if any
 ])
+PROVENANCE_COLUMNS = ("code_version", "code_dirty", "sources", "torch_version",
+                      "transformers_version", "ray_version", "deepspeed_version", "judge_snapshot")
 
 # Which of our metrics the paper's columns report (GSM8K: maj@1 accuracy with answer
 # extraction, closest to our flexible score; strict is shown beside it).
@@ -82,10 +95,25 @@ def fmt(x) -> str | None:
     return None if x is None else f"{x.numerator}/{x.denominator}"
 
 
+def provenance_columns(provenance: Mapping | None) -> dict:
+    """sweep.provenance.sweep_provenance() as the table's columns (all null when None)."""
+    prov = dict(provenance or {})
+    libs = prov.get("libraries") or {}
+    sources = prov.get("sources")
+    return {"code_version": prov.get("code_version"), "code_dirty": prov.get("code_dirty"),
+            "sources": None if sources is None else json.dumps(sources, sort_keys=True),
+            **{f"{lib}_version": libs.get(lib)
+               for lib in ("torch", "transformers", "ray", "deepspeed")},
+            "judge_snapshot": prov.get("judge_snapshot")}
+
+
 def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
-             measurements: Sequence[Measurement], cost: RunCost) -> list[dict]:
-    """The run's rows in SCHEMA, with the paper's value wherever paper.py has the cell."""
+             measurements: Sequence[Measurement], cost: RunCost,
+             provenance: Mapping | None = None) -> list[dict]:
+    """The run's rows in SCHEMA, with the paper's value wherever paper.py has the cell and the
+    sweep's provenance (sweep.provenance) on every row."""
     amount = run.k if run.strategy == "DMT" else run.fraction
+    prov = provenance_columns(provenance)
     rows = []
     for m in measurements:
         ref = PAPER_METRIC.get(m.metric)
@@ -100,6 +128,7 @@ def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
             "gpu_hours": cost.gpu_hours,
             "paper_value": ref and paper.paper_value(run.question, run.model, run.strategy,
                                                      amount, ref),
+            **prov,
         })
     return rows
 

@@ -25,6 +25,7 @@ class TrialJob:
     run_id: str
     stage_ids: tuple[str, ...]
     preset: Preset
+    provenance: dict | None = None  # sweep.provenance.sweep_provenance(), computed on the driver
 
     def to_config(self) -> dict:
         point = " ".join(f"{n}={v}" for n, v in (("f", self.run.fraction), ("k", self.run.k),
@@ -33,12 +34,13 @@ class TrialJob:
         return {"run_id": self.run_id, "question": self.run.question,
                 "strategy": self.run.strategy, "amounts": point or self.run.amounts_text,
                 "model": self.run.model, "run": run_to_dict(self.run),
-                "stage_ids": list(self.stage_ids), "preset": preset_to_dict(self.preset)}
+                "stage_ids": list(self.stage_ids), "preset": preset_to_dict(self.preset),
+                "provenance": self.provenance}
 
     @classmethod
     def from_config(cls, config: dict) -> TrialJob:
         return cls(run_from_dict(config["run"]), config["run_id"], tuple(config["stage_ids"]),
-                   preset_from_dict(config["preset"]))
+                   preset_from_dict(config["preset"]), config.get("provenance"))
 
 
 def trial(config: dict) -> None:
@@ -57,7 +59,8 @@ def trial(config: dict) -> None:
     measurements = evaluate_outside_trial_group(config["job"], stages[-1] if stages else None)
     cost = run_cost(job, stages, wall_s=time.time() - t0, eval_s=time.time() - t_eval)
     write_result(Storage(job.preset.storage), job.run_id,
-                 rows_for(job.run, job.run_id, job.preset.name, job.stage_ids, measurements, cost))
+                 rows_for(job.run, job.run_id, job.preset.name, job.stage_ids, measurements, cost,
+                          job.provenance))
     progress.status = "done"
     progress.report(wall_hours=cost.wall_hours)
 

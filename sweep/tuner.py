@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from sweep.concurrency import DRIVER_RESOURCE, DRIVER_SHARE, max_concurrent
+from sweep.console import console_callback
 from sweep.presets import Preset
 from sweep.results import has_result
 from sweep.trial import TrialJob, trial
@@ -16,19 +17,23 @@ from trainers.storage import Storage
 
 
 def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
-              grow_report: bool = True, capacity: dict | None = None) -> None:
+              grow_report: bool = True, *, verbose: bool = False,
+              mlflow_uri: str | None = None, capacity: dict | None = None) -> None:
     """Run `jobs` as Tune trials; `summary` (sweep.driver.SweepSummary) records each outcome.
+    The console shows the sweep's own table (sweep/console.py), or with `verbose` Tune's.
     `capacity`: what the cluster can grow to (sweep.concurrency.growth_capacity), if known."""
     import ray
     from ray import tune
 
-    # Tune's new console output ignores CLIReporter; the classic table shows our columns.
+    name = f"sweep-{content_hash(sorted(j.run_id for j in jobs))[:12]}"
+    # The classic console engine: with verbose=0 it prints nothing (the new one still prints
+    # its configuration box); with verbose=1 its table shows our CLIReporter columns.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    reporter = tune.CLIReporter(
-        parameter_columns={"job/question": "question", "job/strategy": "strategy",
-                           "job/amounts": "amounts"},
-        metric_columns={"stage": "stage", "status": "status", "loss": "loss"},
-        max_report_frequency=15)
+    callbacks = [] if verbose else [console_callback(total=len(jobs))]
+    if grow_report:
+        callbacks.append(report_callback(storage))
+    if mlflow_uri:
+        callbacks.append(mlflow_callback(mlflow_uri, preset))
     tuner = tune.Tuner(
         tune.with_resources(trial, {DRIVER_RESOURCE: DRIVER_SHARE}),
         param_space={"job": tune.grid_search([j.to_config() for j in jobs])},
@@ -37,12 +42,35 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
                                                  ray.cluster_resources(), capacity),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
-            name=f"sweep-{content_hash(sorted(j.run_id for j in jobs))[:12]}",
-            storage_path=storage.uri_of("tune"), progress_reporter=reporter, verbose=1,
-            callbacks=[report_callback(storage)] if grow_report else None,
-            failure_config=tune.FailureConfig(max_failures=0)))
+            name=name, storage_path=storage.uri_of("tune"),
+            progress_reporter=_tune_table() if verbose else None, verbose=1 if verbose else 0,
+            callbacks=callbacks or None, failure_config=tune.FailureConfig(max_failures=0)))
     for result in tuner.fit():
         record_outcome(result, storage, summary)
+
+
+def _tune_table():
+    from ray import tune
+
+    return tune.CLIReporter(
+        parameter_columns={"job/question": "question", "job/strategy": "strategy",
+                           "job/amounts": "amounts"},
+        metric_columns={"stage": "stage", "status": "status", "step": "step",
+                        "total_steps": "of", "loss": "loss"},
+        max_report_frequency=15)
+
+
+def mlflow_callback(uri: str, preset: Preset):
+    """One MLflow run per trial at `uri` (a tracking server or file://DIR/mlruns): the trial's
+    config (run, preset, provenance) as params, everything it reports as metrics."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    if "://" not in uri or uri.startswith("file:"):
+        # MLflow 3 refuses its file store ("maintenance mode") unless told; a local folder is
+        # what a laptop or a test has, so asking for one by URI is consent enough.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MLflowLoggerCallback(tracking_uri=uri, experiment_name=f"dmt-sweep-{preset.name}",
+                                save_artifact=False)
 
 
 def record_outcome(result, storage: Storage, summary) -> None:

@@ -61,6 +61,17 @@ def _kill_after_first_result(cmd: list[str], storage: Path, timeout_s: float) ->
         proc.wait()
 
 
+def _mlflow_runs(store: Path) -> list[dict]:
+    """{"params", "metrics"} of each MLflow run in a local file store."""
+    from mlflow.tracking import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses it otherwise
+    client = MlflowClient(tracking_uri=store.as_uri())
+    experiments = client.search_experiments()
+    runs = client.search_runs([e.experiment_id for e in experiments]) if experiments else []
+    return [{"params": r.data.params, "metrics": r.data.metrics} for r in runs]
+
+
 def _run(cmd: list[str], cwd: Path) -> str:
     out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900,
                          check=False)
@@ -82,8 +93,21 @@ def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
         assert len(survived) >= 1, "the first run never finished"
         before = _manifests(storage)
 
-        out = _run(cmd, tmp_path)
+        mlruns = tmp_path / "mlruns"
+        out = _run(cmd + ["--mlflow", mlruns.as_uri()], tmp_path)
         assert f"{len(survived)} already finished" in out
+        # The console: the sweep's own table, not Train's per-step lines or the cleaner's noise.
+        assert "== sweep progress" in out and "step/total" in out
+        assert "Reporting training result" not in out
+        assert "Failed to query Ray Train Controller" not in out
+        logged = _mlflow_runs(mlruns)  # one MLflow run per trial of this sweep
+        launched = {p.run_id for p in plan.runs} - {n.removesuffix(".parquet") for n in survived}
+        assert sorted(r["params"]["job/run_id"] for r in logged) == sorted(launched)
+        assert all("stage_index" in r["metrics"] for r in logged)
+        assert all(isinstance(v, float) for r in logged for v in r["metrics"].values())
+        trained = [r for r in logged if r["params"]["job/question"] != "base"]
+        assert trained and all(r["metrics"]["total_steps"] >= r["metrics"]["step"] >= 1
+                               and "loss" in r["metrics"] for r in trained)
         after = _manifests(storage)
         for sid, mtime in before.items():  # a stage finished before the kill is not retrained
             assert after[sid] == mtime, sid

@@ -51,6 +51,7 @@ class StepEvent:
     loss: float
     step: int | None = None
     epoch: int | None = None
+    total_steps: int | None = None  # of the stage (trainers.loop.StepPlan.total_steps)
 
     def to_dict(self) -> dict:
         return {"event": "step", **dataclasses.asdict(self)}

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from trainers.backends import all_reduce, build_backend
 from trainers.data.collate import IGNORE, collate_packed, collate_padded
 from trainers.data.pipeline import iter_worker_rows
-from trainers.metrics import MFU_ON_CPU, StepMeter, mfu
+from trainers.metrics import StepMeter, mfu
 from trainers.settings import TrainSettings
 
 
@@ -259,6 +259,7 @@ def train_loop_per_worker(config: dict) -> None:
         state.loss_curve.append(round(stats.loss, 6))
         state.grad_norm_curve.append(round(stats.grad_norm, 6))
         metrics = _step_metrics(stats, state, epoch, seconds, params, world, job.use_gpu, device)
+        metrics["total_steps"] = plan.total_steps  # the sweep's console shows step/total
         if settings.checkpoint_every_steps and state.step % settings.checkpoint_every_steps == 0 \
                 and state.step < plan.total_steps:
             _report_checkpoint(backend, state, metrics, rank)
@@ -291,10 +292,9 @@ def _step_metrics(stats: StepStats, state: TrainState, epoch: int, seconds: floa
                "tokens_per_s": tokens_per_s, "padding_fraction": pad, "epoch": epoch,
                "step": state.step, "tokens_seen": state.tokens_seen,
                "label_tokens": stats.label_tokens}
-    if use_gpu:
-        metrics["mfu"] = mfu(params, tokens_per_s, world, device)
-    else:
-        metrics["mfu"] = MFU_ON_CPU
+    utilisation = mfu(params, tokens_per_s, world, device) if use_gpu else None
+    if utilisation is not None:  # a number or absent (CPU, unknown GPU), never a string
+        metrics["mfu"] = utilisation
     return metrics
 
 

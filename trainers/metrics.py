@@ -2,7 +2,8 @@
 
 MFU = 6 x params x tokens/s / (devices x peak dense bf16 FLOP/s), the PaLM convention (no
 attention term). The peaks are the vendors' dense (not sparse) bf16 tensor-core figures. On CPUs
-MFU is "n/a": there is no meaningful peak to divide by, so none is reported.
+(and unknown GPUs) there is no meaningful peak to divide by, so no `mfu` is reported at all:
+a metric is a number or absent, never a string (loggers such as MLflow take numbers only).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ PEAK_BF16_FLOPS = {
     "L40S": 362e12,
     "A10G": 70e12,
 }
-MFU_ON_CPU = "n/a on CPU"
 
 
 def device_peak_flops(device_name: str) -> float | None:
