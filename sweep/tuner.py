@@ -16,8 +16,9 @@ from trainers.storage import Storage
 
 
 def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
-              grow_report: bool = True) -> None:
-    """Run `jobs` as Tune trials; `summary` (sweep.driver.SweepSummary) records each outcome."""
+              grow_report: bool = True, judging=None) -> None:
+    """Run `jobs` as Tune trials; `summary` (sweep.driver.SweepSummary) records each outcome.
+    `judging` (sweep.judging.DriverJudging): judges each run as its trial completes."""
     import ray
     from ray import tune
 
@@ -38,7 +39,8 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
         run_config=tune.RunConfig(
             name=f"sweep-{content_hash(sorted(j.run_id for j in jobs))[:12]}",
             storage_path=storage.uri_of("tune"), progress_reporter=reporter, verbose=1,
-            callbacks=[report_callback(storage)] if grow_report else None,
+            callbacks=([judging.callback()] if judging else [])
+            + ([report_callback(storage)] if grow_report else []),
             failure_config=tune.FailureConfig(max_failures=0)))
     for result in tuner.fit():
         record_outcome(result, storage, summary)
