@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evals.records import EvalSpec, RecordError
-from evals.sandbox import Limits, PlusTests, check_function
+from evals.sandbox import Limits, PlusTests, check_function, require_isolation
 from trainers.data.template import STOP
 
 # version 2: per-item outcomes and ref_logprob in the result
@@ -157,11 +157,15 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def score(problems: list[Problem], completions: dict[str, list[str]], *, plus: bool = False,
-          limits: Limits | None = None, workers: int | None = None) -> tuple[dict, list[dict]]:
+          limits: Limits | None = None, workers: int | None = None,
+          allow_unsafe: bool = False) -> tuple[dict, list[dict]]:
     """Run every completion in the sandbox: (metrics, one record per completion).
 
     `completions` maps task_id -> samples; problems without any are counted as missing.
+    Refuses (evals.sandbox.IsolationRefused) before running anything where the sandbox has no
+    isolation, unless `allow_unsafe`.
     """
+    require_isolation(allow_unsafe)
     limits = limits or (PLUS_LIMITS if plus else LIMITS)
     jobs = [(p, i, c) for p in problems for i, c in enumerate(completions.get(p.task_id, []))]
 
@@ -170,7 +174,8 @@ def score(problems: list[Problem], completions: dict[str, list[str]], *, plus: b
         verdict = check_function(build_program(problem, completion),
                                  entry_point=problem.entry_point, prompt=problem.prompt,
                                  test=problem.test,
-                                 plus=problem.plus_tests() if plus else None, limits=limits)
+                                 plus=problem.plus_tests() if plus else None, limits=limits,
+                                 allow_unsafe=allow_unsafe)
         return {"task_id": problem.task_id, "sample": sample, "completion": completion,
                 **verdict.to_dict()}
 
@@ -190,6 +195,15 @@ def items(problems: list[Problem], records: list[dict]) -> list[dict]:
     return [{"item": p.task_id, "metric": "pass@1",
              "value": pass_at_k(len(by_task[p.task_id]), sum(by_task[p.task_id]), 1)}
             for p in problems if p.task_id in by_task]
+
+
+def isolation_text(metrics: dict, unsafe: bool) -> str | None:
+    """The isolation the programs ran under, for the results: 'bwrap', or 'rlimits (unsafe)'
+    where --unsafe-sandbox let them run without any."""
+    levels = metrics.get("isolation") or []
+    if not levels:
+        return None
+    return "+".join(levels) + (" (unsafe)" if unsafe and "rlimits" in levels else "")
 
 
 def summarize(problems: list[Problem], records: list[dict]) -> dict:

@@ -53,6 +53,7 @@ class JudgeReply:
     text: str | None  # None: the endpoint never gave a usable reply (see `error`)
     error: str | None = None
     cached: bool = False
+    snapshot: str | None = None  # the model the endpoint says answered (its `model` field)
 
 
 class JudgeError(RuntimeError):
@@ -150,16 +151,20 @@ class JudgeClient:
     """Asks the judge for each request not already cached, a few at a time.
 
     `on_reply(reply)` runs after each new judgment is cached (the crash tests raise from it).
+    `api_key`: the key itself (the sweep's driver holds it); None reads `config.api_key_env`.
     """
 
     def __init__(self, config: JudgeConfig, cache: JudgmentCache,
-                 on_reply: Callable[[JudgeReply], None] | None = None):
+                 on_reply: Callable[[JudgeReply], None] | None = None,
+                 api_key: str | None = None):
         import openai
 
         self.config = config
         self.cache = cache
         self.on_reply = on_reply
-        api_key = os.environ.get(config.api_key_env) or NO_KEY_PLACEHOLDER
+        if api_key is None:
+            api_key = os.environ.get(config.api_key_env)
+        api_key = api_key or NO_KEY_PLACEHOLDER
         # Retries are ours (backoff, jitter, malformed replies), so the SDK makes none.
         self._client = openai.OpenAI(base_url=config.url, api_key=api_key,
                                      timeout=config.timeout_s, max_retries=0)
@@ -173,7 +178,8 @@ class JudgeClient:
         for i, request in enumerate(requests):
             hit = self.cache.get(request.key)
             if hit is not None:
-                replies[i] = JudgeReply(request.key, hit["text"], cached=True)
+                replies[i] = JudgeReply(request.key, hit["text"], cached=True,
+                                        snapshot=hit.get("snapshot"))
             else:
                 todo.append(i)
         pool = ThreadPoolExecutor(max_workers=max(1, self.config.max_concurrency))
@@ -188,15 +194,17 @@ class JudgeClient:
         return [replies[i] for i in range(len(requests))]
 
     def _ask_and_cache(self, request: JudgeRequest) -> JudgeReply:
-        text, error = self._ask(request.messages)
-        reply = JudgeReply(request.key, text, error)
+        text, error, snapshot = self._ask(request.messages)
+        reply = JudgeReply(request.key, text, error, snapshot=snapshot)
         if text is not None:
-            self.cache.put(request.key, text, {"judge_model": self.config.model})
+            self.cache.put(request.key, text,
+                           {"judge_model": self.config.model, "snapshot": snapshot})
         if self.on_reply is not None:
             self.on_reply(reply)
         return reply
 
-    def _ask(self, messages: Sequence[dict]) -> tuple[str | None, str | None]:
+    def _ask(self, messages: Sequence[dict]) -> tuple[str | None, str | None, str | None]:
+        """(text, error, snapshot)."""
         import openai
 
         malformed = 0
@@ -204,7 +212,8 @@ class JudgeClient:
         for attempt in range(self.config.max_retries + 1):
             retry_after = None
             try:
-                return self._complete(messages), None
+                text, snapshot = self._complete(messages)
+                return text, None, snapshot
             except _Malformed as e:
                 malformed += 1
                 last_error = f"malformed reply: {e}"
@@ -225,9 +234,11 @@ class JudgeClient:
                 retry_after = _retry_after_s(e)
             if attempt < self.config.max_retries:
                 time.sleep(self._backoff_s(attempt, retry_after))
-        return None, last_error
+        return None, last_error, None
 
-    def _complete(self, messages: Sequence[dict]) -> str:
+    def _complete(self, messages: Sequence[dict]) -> tuple[str, str | None]:
+        """(text, snapshot): the reply and the exact model the endpoint reports (an alias such
+        as "gpt-4" drifts; the dated snapshot behind it is what graded)."""
         with self._count_lock:
             self.requests_sent += 1
         response = self._client.chat.completions.create(
@@ -243,7 +254,8 @@ class JudgeClient:
         text = choices[0].message.content if choices[0].message else None
         if not isinstance(text, str) or not text.strip():
             raise _Malformed("empty content")
-        return text
+        snapshot = getattr(response, "model", None)
+        return text, snapshot if isinstance(snapshot, str) and snapshot else None
 
     def _backoff_s(self, attempt: int, retry_after: float | None) -> float:
         backoff = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)

@@ -282,7 +282,15 @@ def judge_answers(answers: Sequence[dict], data: MTBenchData, client: JudgeClien
         row["judgment"] = reply.text
         row["error"] = reply.error
         row["score"] = parse_rating(reply.text) if reply.text is not None else UNPARSED
+        row["judge_snapshot"] = reply.snapshot
     return rows
+
+
+def snapshot_of(judgments: Sequence[dict]) -> str | None:
+    """The judge's exact snapshot as the endpoint reported it; several (an alias that moved
+    during the run) are joined with '+', so a table can tell them apart."""
+    seen = sorted({j["judge_snapshot"] for j in judgments if j.get("judge_snapshot")})
+    return "+".join(seen) or None
 
 
 def _mean_std(per_repeat: list[float]) -> tuple[float | None, float | None]:
@@ -349,14 +357,25 @@ def run_mtbench(generate_fn: GenerateFn, out_dir: str | Path, *, bench: MTBench 
               "metrics": {"score": None}, "items": []}
     if judge is None:
         return result
+    return {**result, **judge_recorded(answers, data, judge, out, cache_dir, on_reply=on_reply)}
+
+
+def judge_recorded(answers: Sequence[dict], data: MTBenchData, judge, out_dir: str | Path,
+                   cache_dir: str | Path | None = None, *, api_key: str | None = None,
+                   on_reply=None) -> dict:
+    """Judge answers already generated (`mtbench_answers.jsonl` records): the judged part of
+    `run_mtbench`'s result (metrics, items, counts, judgments path, judge with its snapshot).
+    The sweep's driver calls this with the key it holds (`api_key`); trials never judge."""
+    out = Path(out_dir)
     cache = JudgmentCache(Path(cache_dir or out) / "mtbench_judgments_cache.jsonl")
-    client = JudgeClient(judge, cache, on_reply=on_reply)
+    client = JudgeClient(judge, cache, on_reply=on_reply, api_key=api_key)
     judgments = judge_answers(answers, data, client, judge.repeats)
     write_jsonl(out / "mtbench_judgments.jsonl", judgments)
     metrics, counts = summarize(judgments, judge.repeats)
     items = [{"item": str(qid), "metric": "score", "value": value}
              for qid, value in question_scores(judgments).items()]
-    result.update(judged=True, metrics=metrics, items=items,
-                  judgments=str(out / "mtbench_judgments.jsonl"), judge={"model": judge.model, "url": judge.url},
-                  counts={**result["counts"], **counts, "requests_sent": client.requests_sent})
-    return result
+    return {"judged": True, "metrics": metrics, "items": items,
+            "judgments": str(out / "mtbench_judgments.jsonl"),
+            "judge": {"model": judge.model, "url": judge.url, "snapshot": snapshot_of(judgments)},
+            "counts": {"questions": len(answers), "answers": 2 * len(answers), **counts,
+                       "requests_sent": client.requests_sent}}

@@ -43,7 +43,8 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
              judge: JudgeConfig | None = None, out_dir: str | Path,
              cache_dir: str | Path | None = None, data: Mapping[str, str] | None = None,
              model_id: str | None = None, max_new_tokens: int | None = None,
-             generate_fn: Callable | None = None) -> dict[str, dict]:
+             generate_fn: Callable | None = None,
+             unsafe_sandbox: bool = False) -> dict[str, dict]:
     """Results by eval name: metrics, counts, records path, version, `items` (and `judged` for
     MT-Bench).
 
@@ -55,7 +56,8 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     eval, or `{eval name: N or None}` (a missing name: the full set); each eval's own limit is
     in its cache key and its result. `data`: eval name -> file or HF id (defaults: each eval's
     own; general_loss: the built-in general_test chats). `max_new_tokens` caps every eval's
-    budget (smoke runs). `generate_fn` replaces evals.generation.generate (same signature).
+    budget (smoke runs). `unsafe_sandbox`: run HumanEval's model code even without sandbox
+    isolation (evals.sandbox refuses otherwise). `generate_fn` replaces evals.generation.generate (same signature).
     Cached results are returned as they were stored, with `cached: True`; a stored result
     without `items` (written before they existed) is recomputed.
     """
@@ -73,7 +75,7 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     loaded = LoadedModel(model, generate_fn, max_new_tokens)
     results = {}
     for name in names:
-        runner = runner_for(name, judge, Path(cache_dir) if cache_dir else None)
+        runner = runner_for(name, judge, Path(cache_dir) if cache_dir else None, unsafe_sandbox)
         own_limit = limit_for(limit, name)
         decoding = dict(runner.decoding)
         if runner.generates:
@@ -194,6 +196,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--judge-repeats", type=int, default=3)
     p.add_argument("--judge-concurrency", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=None, help="cap every eval's budget")
+    p.add_argument("--unsafe-sandbox", action="store_true",
+                   help="run HumanEval's model code even without bubblewrap or namespaces "
+                        "(refused otherwise; recorded as the result's isolation)")
     return p.parse_args(argv)
 
 
@@ -211,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "general_loss": args.general_loss_data}
     results = evaluate(args.model, args.evals, limit=args.limit, judge=judge, out_dir=args.out,
                        cache_dir=args.cache_dir, data={k: v for k, v in data.items() if v},
-                       max_new_tokens=args.max_new_tokens)
+                       max_new_tokens=args.max_new_tokens, unsafe_sandbox=args.unsafe_sandbox)
     print(format_table(results))
     return results
 

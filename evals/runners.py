@@ -184,7 +184,9 @@ def _gsm8k_runner() -> Runner:
     return Runner(spec.name, spec.version, spec.to_dict(), run)
 
 
-def _humaneval_runner(plus: bool) -> Runner:
+def _humaneval_runner(plus: bool, unsafe_sandbox: bool = False) -> Runner:
+    """`unsafe_sandbox`: run model code even where the sandbox has no isolation (recorded in
+    the result as `isolation` "rlimits (unsafe)"; in the cache key, so safe runs never reuse)."""
     from evals import humaneval
 
     spec = humaneval.HUMANEVAL_PLUS if plus else humaneval.HUMANEVAL
@@ -195,15 +197,19 @@ def _humaneval_runner(plus: bool) -> Runner:
         replies = model.generate(conversations, max_new_tokens=spec.max_new_tokens,
                                  stop=spec.stop)
         completions = {p.task_id: [r] for p, r in zip(problems, replies, strict=True)}
-        metrics, records = humaneval.score(problems, completions, plus=plus)
+        metrics, records = humaneval.score(problems, completions, plus=plus,
+                                           allow_unsafe=unsafe_sandbox)
         ref, ref_items, ref_counts = _ref_logprob(
             model, [p.task_id for p in problems], conversations,
             [humaneval.reference_reply(p) for p in problems], records)
-        return _finish(spec, out, {**metrics, "ref_logprob": ref}, records,
-                       {"problems": len(problems), **ref_counts},
-                       humaneval.items(problems, records) + ref_items)
+        result = _finish(spec, out, {**metrics, "ref_logprob": ref}, records,
+                         {"problems": len(problems), **ref_counts},
+                         humaneval.items(problems, records) + ref_items)
+        return {**result, "isolation": humaneval.isolation_text(metrics, unsafe_sandbox),
+                "unsafe_sandbox": unsafe_sandbox}
 
-    return Runner(spec.name, spec.version, spec.to_dict(), run)
+    decoding = {**spec.to_dict(), **({"unsafe_sandbox": True} if unsafe_sandbox else {})}
+    return Runner(spec.name, spec.version, decoding, run)
 
 
 def _mtbench_runner(judge: JudgeConfig | None, cache_dir: Path | None) -> Runner:
@@ -267,11 +273,12 @@ def _finish(spec, out: Path, metrics: dict, records: list[dict], counts: dict,
             "counts": counts, "records": str(path), "items": items}
 
 
-def runner_for(name: str, judge: JudgeConfig | None, cache_dir: Path | None) -> Runner:
+def runner_for(name: str, judge: JudgeConfig | None, cache_dir: Path | None,
+               unsafe_sandbox: bool = False) -> Runner:
     if name == "gsm8k":
         return _gsm8k_runner()
     if name in ("humaneval", "humanevalplus"):
-        return _humaneval_runner(plus=name == "humanevalplus")
+        return _humaneval_runner(plus=name == "humanevalplus", unsafe_sandbox=unsafe_sandbox)
     if name == "mtbench":
         return _mtbench_runner(judge, cache_dir)
     if name == "general_loss":

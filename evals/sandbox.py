@@ -20,7 +20,9 @@ in every verdict as `isolation`:
   it writes are not root's, and every leftover process can be found and killed by uid).
 - "unshare": no bwrap, but root: a private network namespace and a fresh uid; the whole file
   system stays readable to that uid (world-readable answers included).
-- "rlimits": neither: only rlimits, a process group and a clean environment. Loudly warned.
+- "rlimits": neither: only rlimits, a process group and a clean environment. Model code is
+  REFUSED at this level (`IsolationRefused`) unless the caller passes `allow_unsafe=True`
+  (`--unsafe-sandbox` on evals.run, evals.score and the sweep commands); then loudly warned.
 Every process gets RLIMIT_CPU/AS/FSIZE/NPROC/CORE, its own session, a wall-clock timeout, and is
 killed whole (process group, namespace, and all processes of its uid) when done or late.
 Limits: memory is capped per process (RLIMIT_AS x RLIMIT_NPROC in total, no cgroup); the checker
@@ -148,6 +150,22 @@ def isolation_level() -> str:
                    "bubblewrap) for file-system, pid and network isolation")
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         log.warning(message)
+    return level
+
+
+class IsolationRefused(RuntimeError):
+    """Neither bubblewrap nor namespaces here: model code is not run without an explicit flag."""
+
+
+def require_isolation(allow_unsafe: bool = False) -> str:
+    """The isolation level, or IsolationRefused where it is only 'rlimits' and unsafe runs were
+    not asked for: model-written code would see the file system, the network and our uid."""
+    level = isolation_level()
+    if level == "rlimits" and not allow_unsafe:
+        raise IsolationRefused(
+            "refusing to run model-written code without isolation (no bubblewrap, no "
+            "namespaces): install bubblewrap (apt-get install bubblewrap), or pass "
+            "--unsafe-sandbox to run it under rlimits only (recorded in the results)")
     return level
 
 
@@ -305,9 +323,11 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def check_function(program: str, *, entry_point: str, prompt: str, test: str,
-                   plus: PlusTests | None = None, limits: Limits = Limits()) -> Verdict:
-    """Run `program` (untrusted) in a worker and the benchmark's `check` in a checker; see top."""
-    level = isolation_level()
+                   plus: PlusTests | None = None, limits: Limits = Limits(),
+                   allow_unsafe: bool = False) -> Verdict:
+    """Run `program` (untrusted) in a worker and the benchmark's `check` in a checker; see top.
+    Raises IsolationRefused where only rlimits isolate it, unless `allow_unsafe`."""
+    level = require_isolation(allow_unsafe)
     python = sandbox_python()
     started = time.monotonic()
     with _Workspace() as space:

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from evals.records import RecordError, iter_jsonl
+from evals.sandbox import IsolationRefused
 
 EVALS = ("gsm8k", "humaneval", "humanevalplus")
 ID_KEYS = ("task_id", "id", "question")
@@ -72,7 +73,8 @@ def score_gsm8k(path: str, data: str | None) -> dict:
                    gsm8k.items(records))
 
 
-def score_humaneval(path: str, data: str | None, plus: bool, workers: int | None) -> dict:
+def score_humaneval(path: str, data: str | None, plus: bool, workers: int | None,
+                    unsafe_sandbox: bool = False) -> dict:
     from evals import humaneval
 
     if plus and data is None:
@@ -86,10 +88,12 @@ def score_humaneval(path: str, data: str | None, plus: bool, workers: int | None
         return value if value in ids else None
 
     completions = read_completions(path, resolve)
-    metrics, records = humaneval.score(problems, completions.by_id, plus=plus, workers=workers)
+    metrics, records = humaneval.score(problems, completions.by_id, plus=plus, workers=workers,
+                                       allow_unsafe=unsafe_sandbox)
     spec = humaneval.HUMANEVAL_PLUS if plus else humaneval.HUMANEVAL
-    return _result(spec.name, spec.version, metrics, records, completions,
-                   humaneval.items(problems, records))
+    return {**_result(spec.name, spec.version, metrics, records, completions,
+                      humaneval.items(problems, records)),
+            "isolation": humaneval.isolation_text(metrics, unsafe_sandbox)}
 
 
 def _result(name, version, metrics, records, completions: Completions, items) -> dict:
@@ -133,14 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="benchmark file or Hugging Face id")
     parser.add_argument("--json", action="store_true", help="print a JSON object instead")
     parser.add_argument("--workers", type=int, default=None, help="sandboxes at once")
+    parser.add_argument("--unsafe-sandbox", action="store_true",
+                        help="run the code even without bubblewrap or namespaces (refused "
+                             "otherwise; recorded as the result's isolation)")
     args = parser.parse_args(argv)
     try:
         if args.eval == "gsm8k":
             result = score_gsm8k(args.completions, args.data)
         else:
             result = score_humaneval(args.completions, args.data,
-                                     plus=args.eval == "humanevalplus", workers=args.workers)
-    except RecordError as exc:
+                                     plus=args.eval == "humanevalplus", workers=args.workers,
+                                     unsafe_sandbox=args.unsafe_sandbox)
+    except (RecordError, IsolationRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=1, default=str) if args.json else summary(result))

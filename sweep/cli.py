@@ -3,13 +3,18 @@
     python -m sweep.rq2 [--preset smoke|local|paper] [--models ...] [--fractions ...]
         [--seeds N [--vary-seed both|data|train]] [--storage PATH_OR_URI] [--address auto]
         [--max-concurrent N] [--dry-run [--json]] [--verbose] [--mlflow URI]
+        [--judge-url URL --judge-model M] [--judge-key-env NAME] [--unsafe-sandbox]
     python -m sweep.all [same flags] [--ks ...] [--tsne]     (every question, one sweep)
+
+The judge's key is read from the driver's environment (OPENAI_API_KEY, or --judge-key-env) and
+stays in this process: trials only generate MT-Bench answers, the driver judges them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -75,6 +80,16 @@ def build_parser(question: str) -> argparse.ArgumentParser:
                         "progress table")
     p.add_argument("--mlflow", metavar="URI",
                    help="also log every run to MLflow at URI (a server, or file://DIR/mlruns)")
+    p.add_argument("--judge-url", default=os.environ.get("DMT_JUDGE_URL"),
+                   help="MT-Bench judge: OpenAI-compatible base URL (default $DMT_JUDGE_URL)")
+    p.add_argument("--judge-model", default=os.environ.get("DMT_JUDGE_MODEL"),
+                   help="the judge's model (default $DMT_JUDGE_MODEL)")
+    p.add_argument("--judge-key-env", default=None, metavar="NAME",
+                   help="environment variable holding the judge's key (default "
+                        "OPENAI_API_KEY); read by this process only, never passed on")
+    p.add_argument("--unsafe-sandbox", action="store_true",
+                   help="run HumanEval's model code even without bubblewrap or namespaces "
+                        "(refused otherwise; recorded in the results' isolation column)")
     return p
 
 
@@ -92,6 +107,12 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         preset = replace(preset, sources=override_sources(preset, dict(args.source)))
     if args.vary_seed:
         preset = replace(preset, seed_varies=args.vary_seed)
+    try:
+        preset = presets.with_judge(preset, args.judge_url, args.judge_model)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    if args.unsafe_sandbox:
+        preset = replace(preset, evaluation=replace(preset.evaluation, unsafe_sandbox=True))
     return preset
 
 
@@ -152,11 +173,13 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
             print("\n".join([format_plan(plan, preset), *(format_budget(spent) if spent else [])]))
         return 0
     from sweep.driver import run_sweep
+    from sweep.judging import driver_judge
 
+    judge = driver_judge(preset.evaluation, args.judge_key_env)
     summary = run_sweep(runs, preset, address=args.address, ray_temp_dir=args.ray_temp_dir,
                         cluster_config=args.cluster_config,
                         grow_report=not args.no_report, verbose=args.verbose,
-                        mlflow_uri=args.mlflow)
+                        mlflow_uri=args.mlflow, judge=judge)
     print(summary.text())
     if not args.no_report:
         from sweep.report import write_report

@@ -4,7 +4,8 @@ The path of one run reads top to bottom: this file (which runs are pending) -> s
 (one Tune trial each) -> sweep/trial.py (a run: stages, evaluation, result) ->
 sweep/training.py (trainers.stages.run_stages: one Ray Train fit per missing stage) ->
 trainers/loop.py (the worker loop); sweep/evaluation.py scores the last stage. Names are content
-hashes, so the same command again skips finished runs before any trial.
+hashes, so the same command again skips finished runs before any trial. With a judge, the
+driver judges each run's stored MT-Bench answers itself (sweep/judging.py): the key stays here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class SweepSummary:
     skipped: list[str] = field(default_factory=list)  # finished before: never launched
     finished: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    judged: list[str] = field(default_factory=list)  # MT-Bench judged by the driver now
     stages_trained: int = 0
     stages_reused: int = 0
     wall_s: float = 0.0
@@ -43,7 +45,8 @@ class SweepSummary:
 
     def text(self) -> str:
         lines = [(f"{self.runs} runs: {len(self.skipped)} already finished, "
-                  f"{len(self.finished)} finished now, {len(self.failed)} failed; stages trained "
+                  f"{len(self.finished)} finished now, {len(self.failed)} failed, "
+                  f"{len(self.judged)} judged; stages trained "
                   f"{self.stages_trained}, reused {self.stages_reused}; {self.wall_s:.0f} s")]
         return "\n".join(lines + [f"  FAILED {rid}: {why}" for rid, why in self.failed.items()])
 
@@ -85,16 +88,21 @@ def pending_jobs(runs, preset: Preset, storage: Storage, summary: SweepSummary,
 
 def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
               ray_temp_dir: str | None = None, grow_report: bool = True, verbose: bool = False,
-              mlflow_uri: str | None = None, cluster_config: str | None = None) -> SweepSummary:
+              mlflow_uri: str | None = None, cluster_config: str | None = None,
+              judge=None) -> SweepSummary:
     """`verbose`: Ray's worker logs and Tune's status table instead of the sweep's own progress
     table (sweep/console.py); `mlflow_uri`: also log each run to MLflow there;
-    `cluster_config`: the launcher config whose growth sizes the fan-out."""
+    `cluster_config`: the launcher config whose growth sizes the fan-out; `judge`: a
+    sweep.judging.DriverJudge (config and key) or None: MT-Bench not judged."""
+    from sweep.judging import DriverJudging
+
     t0 = time.time()
     storage = Storage(preset.storage)
     # Tune runs each trial in a working dir of its own: a relative "./runs" would put results there.
     preset = dataclasses.replace(preset, storage=storage.uri)
     summary = SweepSummary(runs=len(runs))
     jobs = pending_jobs(runs, preset, storage, summary, sweep_provenance(preset))
+    judging = DriverJudging(storage, judge) if judge is not None else None
     if jobs:
         source_specs(preset, storage)  # write built-in corpora once, before trials race for it
         started, dashboard = init_ray(address, ray_temp_dir, verbose)
@@ -104,12 +112,15 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
             from sweep.tuner import tune_jobs
 
             tune_jobs(jobs, preset, storage, summary, grow_report, verbose=verbose,
-                      mlflow_uri=mlflow_uri, capacity=cluster_capacity(address, cluster_config))
+                      mlflow_uri=mlflow_uri, capacity=cluster_capacity(address, cluster_config),
+                      judging=judging)
         finally:
             if started:
                 import ray
 
                 ray.shutdown()
+    if judging is not None:
+        judging.finish(summary.skipped + summary.finished, summary)
     summary.wall_s = time.time() - t0
     storage.write_json(f"sweeps/{_sweep_name(runs, preset)}.json",
                        {**dataclasses.asdict(summary), "ok": summary.ok})

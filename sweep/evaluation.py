@@ -5,6 +5,7 @@ representation runs.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -53,23 +54,31 @@ def evaluate_run(job: TrialJob, model: str, storage: Storage) -> list[Measuremen
     same settings), or the t-SNE map for the representation runs."""
     if job.run.question == "tsne":
         return represent(job, model, storage)
-    from evals.judge import JudgeConfig
     from evals.run import evaluate
 
     ev = job.preset.evaluation
-    judge = JudgeConfig(ev.judge_url, ev.judge_model) if ev.judge_url and ev.judge_model else None
     data = {"gsm8k": ev.gsm8k, "general_loss": ev.general_heldout}
     for name, where in data.items():
         if where.startswith("builtin:"):  # a held-out split of the built-in corpora
             data[name] = builtin_specs(job.preset, storage)[where.removeprefix("builtin:")].location
     out_dir = _local_dir(storage, f"evals/{job.run_id}")
-    out = evaluate(model, list(ev.names), limit=ev.limits_by_name(), judge=judge,
+    # MT-Bench is only generated here: the driver judges the stored answers (sweep/judging.py)
+    out = evaluate(model, list(ev.names), limit=ev.limits_by_name(), judge=None,
                    out_dir=out_dir, cache_dir=_local_dir(storage, "eval_cache"), data=data,
-                   max_new_tokens=ev.max_new_tokens)
+                   max_new_tokens=ev.max_new_tokens, unsafe_sandbox=ev.unsafe_sandbox)
+    _keep_answers(out.get("mtbench"), Path(out_dir))
     if not storage.is_local:  # the outputs (replies, judgments, sandbox results) live in storage
         storage.upload_dir(out_dir, f"evals/{job.run_id}")
     write_items(storage, job.run_id, item_rows(job.run_id, out))
     return measurements_of(out)
+
+
+def _keep_answers(result: dict | None, out_dir: Path) -> None:
+    """A cached MT-Bench result (same checkpoint scored for another run) left its answers in
+    that run's folder: copy them here, where the driver looks for this run's."""
+    here = out_dir / "mtbench_answers.jsonl"
+    if result and not here.exists() and Path(result.get("records") or "").is_file():
+        shutil.copyfile(result["records"], here)
 
 
 def represent(job: TrialJob, model: str, storage: Storage) -> list[Measurement]:

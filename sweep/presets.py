@@ -42,6 +42,9 @@ class Evaluation:
     # Held-out general chats (never trained on) for the judge-free general proxy `general_loss`.
     general_heldout: str = "builtin:general_test"
     max_new_tokens: int | None = None  # caps every eval's own budget (small presets only)
+    # Run HumanEval's model code even without sandbox isolation (evals.sandbox refuses it
+    # otherwise); the results' `isolation` then says "rlimits (unsafe)".
+    unsafe_sandbox: bool = False
 
     def limit_of(self, name: str) -> int | None:
         return dict(self.limits).get(name, self.limit)
@@ -56,6 +59,21 @@ def judged_or_proxy(judge_url: str | None, judge_model: str | None) -> tuple[str
     if judge_url and judge_model:
         return ("mtbench", "general_loss")
     return ("general_loss",)
+
+
+def with_judge(preset: Preset, url: str | None, model: str | None) -> Preset:
+    """The preset judged by `model` at `url` (the sweep commands' --judge-url/--judge-model or
+    DMT_JUDGE_URL/DMT_JUDGE_MODEL), MT-Bench added to its evals where it had only the proxy.
+    The key is never part of a preset: the driver holds it (sweep/judging.py)."""
+    if not (url or model):
+        return preset
+    ev = preset.evaluation
+    url, model = url or ev.judge_url, model or ev.judge_model
+    if not (url and model):
+        raise ValueError("a judge needs both a URL and a model (--judge-url and --judge-model, "
+                         "or DMT_JUDGE_URL and DMT_JUDGE_MODEL)")
+    names = ev.names if "mtbench" in ev.names else ev.names + ("mtbench",)
+    return replace(preset, evaluation=replace(ev, judge_url=url, judge_model=model, names=names))
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,28 @@ def build_report(storage: Storage) -> tuple[str, list, Cells]:
     if judged == {False}:
         parts.append("MT-Bench: answers generated but not judged (no judge configured).\n")
     parts.append(render_provenance(cells.rows))
+    parts.append(render_judges(cells))
     return "\n".join(p for p in parts if p), tested_all, cells
+
+
+def render_judges(cells: Cells) -> str:
+    """Which judge graded MT-Bench (the snapshot its endpoint reported), and the grades of
+    other judges, set aside from the tables: two judges' grades are not comparable."""
+    if cells.judge is None:
+        return ""
+    lines = [f"MT-Bench judge: `{cells.judge}` (the model snapshot its endpoint reported).\n"]
+    if cells.set_aside:
+        lines += [(f"**MT-Bench was judged by more than one snapshot; the tables show only "
+                   f"`{cells.judge}`'s grades.** Grades of other judges are not comparable and "
+                   "are listed here apart (rerun those runs with the same judge to compare):\n"),
+                  "| judge snapshot | run | MT-Bench (1-10) |", "|---|---|---|"]
+        for snapshot, rows in sorted(cells.set_aside.items()):
+            for r in rows:
+                cell = tables.Cell(r["value"], r["ci_low"], r["ci_high"], r["n"], 1, None,
+                                   (r["run_id"],))
+                lines.append(f"| {snapshot} | {r['run_id']} | "
+                             f"{cell_text(cell, 'mtbench/mean')} |")
+    return "\n".join(lines) + "\n"
 
 
 def write_report(storage: str | Storage, out: str | Path | None = None) -> Path:
@@ -209,7 +230,8 @@ def write_report(storage: str | Storage, out: str | Path | None = None) -> Path:
 
 
 ROW_KEYS = ("run_id", "question", "model", "strategy", "amounts", "fraction", "k", "seed",
-            "metric", "value", "n", "ci_low", "ci_high", "judged", "paper_value")
+            "metric", "value", "n", "ci_low", "ci_high", "judged", "judge_snapshot",
+            "isolation", "paper_value")
 
 
 def json_row(row: dict) -> dict:
@@ -276,6 +298,9 @@ def report_json(cells: Cells, tested: list) -> dict:
     rows = [json_row(r) for r in cells.rows]
     return {"rows": [r for r in rows if r["question"] != "base"],
             "base": [r for r in rows if r["question"] == "base"],
+            "judge_snapshot": cells.judge,
+            "set_aside_judges": {s: [json_row(r) for r in rs]
+                                 for s, rs in sorted(cells.set_aside.items())},
             "comparisons": [t.to_dict() for t in tested]}
 
 

@@ -40,6 +40,8 @@ SCHEMA = pa.schema([
     ("metric", pa.string()),  # "gsm8k/strict", "humaneval/pass@1", "mtbench/mean", ...
     ("value", pa.float64()),  # null: not judged (MT-Bench without a judge) or not measured
     ("judged", pa.bool_()),
+    ("judge_snapshot", pa.string()),  # MT-Bench: the judge's exact model, as its endpoint said
+    ("isolation", pa.string()),  # HumanEval: the sandbox's, "bwrap" or "rlimits (unsafe)"
     ("n", pa.int64()),  # examples behind the value
     ("ci_low", pa.float64()),  # 95% interval, same units as value
     ("ci_high", pa.float64()),
@@ -57,10 +59,11 @@ SCHEMA = pa.schema([
     ("transformers_version", pa.string()),
     ("ray_version", pa.string()),
     ("deepspeed_version", pa.string()),
-    ("judge_snapshot", pa.string()),  # the judge model version that graded, if any
 ])
+# The judge's snapshot is provenance too, but per row (it graded MT-Bench rows only): the
+# `judge_snapshot` column above.
 PROVENANCE_COLUMNS = ("code_version", "code_dirty", "sources", "torch_version",
-                      "transformers_version", "ray_version", "deepspeed_version", "judge_snapshot")
+                      "transformers_version", "ray_version", "deepspeed_version")
 
 # Which of our metrics the paper's columns report (GSM8K: maj@1 accuracy with answer
 # extraction, closest to our flexible score; strict is shown beside it).
@@ -81,6 +84,8 @@ class Measurement:
     n: int | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    judge_snapshot: str | None = None
+    isolation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,7 @@ def provenance_columns(provenance: Mapping | None) -> dict:
     return {"code_version": prov.get("code_version"), "code_dirty": prov.get("code_dirty"),
             "sources": None if sources is None else json.dumps(sources, sort_keys=True),
             **{f"{lib}_version": libs.get(lib)
-               for lib in ("torch", "transformers", "ray", "deepspeed")},
-            "judge_snapshot": prov.get("judge_snapshot")}
+               for lib in ("torch", "transformers", "ray", "deepspeed")}}
 
 
 def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
@@ -122,7 +126,8 @@ def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
             "strategy": run.strategy, "amounts": run.amounts_text, "fraction": fmt(run.fraction),
             "k": fmt(run.k), "seed": run.seed, "stage_ids": list(stage_ids), "metric": m.metric,
             "value": None if m.value is None else float(m.value), "judged": bool(m.judged),
-            "n": m.n, "ci_low": m.ci_low, "ci_high": m.ci_high,
+            "judge_snapshot": m.judge_snapshot, "isolation": m.isolation, "n": m.n,
+            "ci_low": m.ci_low, "ci_high": m.ci_high,
             "tokens_trained": cost.tokens_trained,
             "tokens_in_stages": cost.tokens_in_stages, "wall_hours": cost.wall_hours,
             "gpu_hours": cost.gpu_hours,
@@ -180,6 +185,8 @@ def measurements_of(out: dict) -> list[Measurement]:
     rows = []
     for name, result in out.items():
         judged = bool(result.get("judged", True))
+        marks = {"judge_snapshot": (result.get("judge") or {}).get("snapshot") if judged else None,
+                 "isolation": result.get("isolation")}
         for key, value in (result.get("metrics") or {}).items():
             metric = metric_name(name, key)
             if metric is None or (value is None and judged):
@@ -192,7 +199,7 @@ def measurements_of(out: dict) -> list[Measurement]:
                 raise ValueError(f"{name}/{key}: no per-item outcomes, so no interval")
             _, lo, hi, n = interval(per_item)
             rows.append(Measurement(metric, scale(metric, value), True, n,
-                                    scale(metric, lo), scale(metric, hi)))
+                                    scale(metric, lo), scale(metric, hi), **marks))
     return rows
 
 
@@ -223,6 +230,15 @@ def read_items(storage: Storage | str, run_id: str) -> dict[str, dict[str, float
 
 def result_path(run_id: str) -> str:
     return f"{RESULTS_DIR}/{run_id}.parquet"
+
+
+def read_result(storage: Storage | str, run_id: str) -> list[dict]:
+    """One run's rows (FileNotFoundError when it has none)."""
+    storage = _storage(storage)
+    if not has_result(storage, run_id):
+        raise FileNotFoundError(f"{storage.uri_of(result_path(run_id))}: no result")
+    return pq.read_table(storage.path(result_path(run_id)), filesystem=storage.fs,
+                         schema=SCHEMA).to_pylist()
 
 
 def has_result(storage: Storage | str, run_id: str) -> bool:

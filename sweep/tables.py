@@ -2,12 +2,14 @@
 
 A `Spot` says where a cell's runs are in the results (which questions may have run them, the
 strategy, f and k), so a row is found whichever question ran it: rq2's single-source rows are
-rq1's runs. `Cells` pools a spot's seeds; `cell_text` prints value, 95% interval and n.
+rq1's runs. `Cells` pools a spot's seeds and never mixes MT-Bench judges (`one_judge`);
+`cell_text` prints value, 95% interval and n.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -66,11 +68,37 @@ def _t(x: Fraction | None) -> str | None:
     return None if x is None else f"{x.numerator}/{x.denominator}"
 
 
+JUDGED_METRIC = "mtbench/mean"
+
+
+def _graded(row: dict) -> bool:
+    return row["metric"] == JUDGED_METRIC and bool(row["judged"]) and row["value"] is not None
+
+
+def one_judge(rows: Sequence[dict]) -> tuple[list[dict], str | None, dict[str, list[dict]]]:
+    """(rows kept, the judge snapshot kept, {other snapshot: its MT-Bench rows set aside}).
+    Grades of two judge snapshots are not comparable, so a table holds one: the snapshot that
+    graded the most rows (ties: the first by name); other metrics are all kept."""
+    snapshots = Counter(r.get("judge_snapshot") or "unrecorded" for r in rows if _graded(r))
+    if not snapshots:
+        return list(rows), None, {}
+    keep = min(snapshots, key=lambda s: (-snapshots[s], s))
+    kept, aside = [], {}
+    for r in rows:
+        snapshot = r.get("judge_snapshot") or "unrecorded"
+        if _graded(r) and snapshot != keep:
+            aside.setdefault(snapshot, []).append(r)
+        else:
+            kept.append(r)
+    return kept, keep, aside
+
+
 class Cells:
-    """The results rows, found by (model, spot, metric) whichever question ran them."""
+    """The results rows, found by (model, spot, metric) whichever question ran them. MT-Bench
+    rows of one judge snapshot only (`judge`); the others wait in `set_aside` by snapshot."""
 
     def __init__(self, rows: Sequence[dict]):
-        self.rows = list(rows)
+        self.rows, self.judge, self.set_aside = one_judge(rows)
         self.by_key: dict[tuple, list[dict]] = {}
         for r in self.rows:
             key = (r["question"], r["model"], r["strategy"], r["fraction"], r["k"], r["metric"])

@@ -18,10 +18,12 @@ from trainers.storage import Storage
 
 def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
               grow_report: bool = True, *, verbose: bool = False,
-              mlflow_uri: str | None = None, capacity: dict | None = None) -> None:
+              mlflow_uri: str | None = None, capacity: dict | None = None,
+              judging=None) -> None:
     """Run `jobs` as Tune trials; `summary` (sweep.driver.SweepSummary) records each outcome.
     The console shows the sweep's own table (sweep/console.py), or with `verbose` Tune's.
-    `capacity`: what the cluster can grow to (sweep.concurrency.growth_capacity), if known."""
+    `capacity`: what the cluster can grow to (sweep.concurrency.growth_capacity), if known.
+    `judging` (sweep.judging.DriverJudging): judges each run as its trial completes."""
     import ray
     from ray import tune
 
@@ -30,6 +32,8 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
     # its configuration box); with verbose=1 its table shows our CLIReporter columns.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     callbacks = [] if verbose else [console_callback(total=len(jobs))]
+    if judging is not None:  # before the report: a run's MT-Bench is judged, then reported
+        callbacks.append(judging.callback())
     if grow_report:
         callbacks.append(report_callback(storage))
     if mlflow_uri:

@@ -1,6 +1,6 @@
 """cluster.yaml is a valid Ray cluster config (Ray's own schema), says what each key is for,
 and describes the cluster the sweep needs: a CPU head with train_driver, A100 x 8 workers
-that scale from zero, the project installed with its gpu extra."""
+that scale from zero, the project installed with its gpu extra, bubblewrap on every node."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ def test_describes_the_sweeps_cluster():
     assert gpu[0]["node_config"]["InstanceType"] == "p4de.24xlarge"  # 8 x A100 80GB
     assert cfg["provider"]["type"] == "aws"
     assert any("[gpu]" in c for c in cfg["setup_commands"])
+    # every node (head and workers) gets the HumanEval sandbox, and checks that it works
+    setup = cfg["setup_commands"]
+    assert any("apt-get install" in c and "bubblewrap" in c for c in setup)
+    assert any(c.startswith("bwrap ") for c in setup)
     assert "s3://" in CLUSTER.read_text()
 
 

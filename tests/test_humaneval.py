@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from evals import humaneval
+from evals import humaneval, sandbox
 from evals.records import RecordError
 
 
@@ -126,3 +126,34 @@ def test_canonical_solutions_pass_humaneval_plus(shared_data):
     slowest = max(records, key=lambda r: r["wall_s"])
     print(f"HumanEval+ canonical: {time.monotonic() - started:.1f}s; slowest "
           f"{slowest['task_id']} {slowest['wall_s']:.1f}s")
+
+
+def test_no_isolation_is_refused_unless_unsafe_and_then_recorded(problems, monkeypatch):
+    monkeypatch.setattr(sandbox, "isolation_level", lambda: "rlimits")
+    p = problems[0]
+    completions = {p.task_id: [p.canonical_solution]}
+    with pytest.raises(sandbox.IsolationRefused):
+        humaneval.score([p], completions)
+    metrics, records = humaneval.score([p], completions, allow_unsafe=True)
+    assert metrics["pass@1"] == 1.0 and records[0]["isolation"] == "rlimits"
+    assert humaneval.isolation_text(metrics, unsafe=True) == "rlimits (unsafe)"
+
+
+def test_humaneval_result_records_its_isolation(problems, tmp_path, monkeypatch):
+    from evals.run import evaluate
+
+    monkeypatch.setattr(sandbox, "isolation_level", lambda: "rlimits")
+    reply = humaneval.reference_reply(problems[0])
+
+    def generate(handle, conversations, **kw):
+        return [reply for _ in conversations]
+
+    def run(unsafe):
+        return evaluate("tiny_llama", ["humaneval"], limit=1, out_dir=tmp_path / str(unsafe),
+                        generate_fn=generate, unsafe_sandbox=unsafe)["humaneval"]
+
+    with pytest.raises(sandbox.IsolationRefused):
+        run(False)
+    result = run(True)
+    assert result["isolation"] == "rlimits (unsafe)" and result["unsafe_sandbox"] is True
+    assert result["metrics"]["pass@1"] == 1.0

@@ -157,3 +157,16 @@ def test_cache_skips_a_torn_last_line_and_appends_cleanly(tmp_path):
     cache.put("b", "[[4]]")
     reread = JudgmentCache(path)
     assert reread.get("b")["text"] == "[[4]]" and reread.torn_lines == 1
+
+
+def test_reply_names_the_snapshot_and_an_explicit_key_is_sent(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    with JudgeServer(snapshot="judge-model-2024-05-13") as server:
+        cache = JudgmentCache(tmp_path / "c.jsonl")
+        [fresh] = JudgeClient(config(server.url), cache, api_key="sk-held").judge(
+            make_requests(1))
+        [cached] = JudgeClient(config(server.url), JudgmentCache(tmp_path / "c.jsonl"),
+                               api_key="sk-held").judge(make_requests(1))
+    assert fresh.snapshot == "judge-model-2024-05-13" and not fresh.cached
+    assert cached.cached and cached.snapshot == "judge-model-2024-05-13"
+    assert server.authorizations == ["Bearer sk-held"]  # the held key, not the environment's

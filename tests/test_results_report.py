@@ -70,3 +70,42 @@ def test_half_written_files_are_ignored_and_empty_store_reads(tmp_path):
         write_result(tmp_path, "c", [])
 
 
+
+
+def _judged_run(store, strategy, mt, snapshot):
+    from dataclasses import replace
+
+    run = _run("rq1", strategy, fraction=F(1))
+    rows = rows_for(run, f"rq1-{strategy[:4]}", "paper", [],
+                    [replace(m, judge_snapshot=snapshot, ci_low=mt - 1, ci_high=mt + 1)
+                     if m.metric == "mtbench/mean" else m
+                     for m in _measure(30, 10, mt)], COST)
+    write_result(store, f"rq1-{strategy[:4]}", rows)
+    return run
+
+
+def test_report_never_mixes_judge_snapshots(tmp_path):
+    from sweep.report import build_report, report_json
+    from sweep.tables import Cells, Spot
+    from trainers.storage import Storage
+
+    for strategy, mt in (("math only", 5.25), ("code only", 5.75)):
+        _judged_run(tmp_path, strategy, mt, "gpt-4-0613")
+    _judged_run(tmp_path, "general only", 7.125, "gpt-4-0125-preview")
+    rows = read_results(tmp_path).to_pylist()
+    assert {r["judge_snapshot"] for r in rows if r["metric"] == "mtbench/mean"} == {
+        "gpt-4-0613", "gpt-4-0125-preview"}
+    cells = Cells(rows)
+    assert cells.judge == "gpt-4-0613"
+    assert [r["run_id"] for r in cells.set_aside["gpt-4-0125-preview"]] == ["rq1-gene"]
+    general = Spot(("rq1",), "general only", F(1))
+    assert cells.get("llama_7b", general, "mtbench/mean") is None  # not in any table
+    assert cells.get("llama_7b", general, "gsm8k/flexible").value == 30  # other metrics stay
+    text, tested, cells = build_report(Storage(tmp_path))
+    assert "MT-Bench judge: `gpt-4-0613`" in text
+    assert "judged by more than one snapshot" in text
+    aside = text[text.index("judged by more than one snapshot"):]
+    assert "| gpt-4-0125-preview | rq1-gene | 7.125" in aside
+    assert text.count("7.125") == 1  # only in the set-aside list, never in a table
+    assert report_json(cells, tested)["set_aside_judges"]["gpt-4-0125-preview"][0][
+        "judge_snapshot"] == "gpt-4-0125-preview"

@@ -413,12 +413,24 @@ def test_weaker_isolation_levels_still_judge_and_say_so(monkeypatch, level):
     if level == "unshare" and os.geteuid() != 0:
         pytest.skip("the 'unshare' level needs root")
     monkeypatch.setattr(sandbox, "isolation_level", lambda: level)
+    unsafe = level == "rlimits"  # no isolation at all: refused unless asked for explicitly
     right = check_function(f"def solve(x):\n    return {NONCE!r}\n", entry_point="solve",
-                           prompt=PROMPT, test=TEST, limits=LIMITS)
+                           prompt=PROMPT, test=TEST, limits=LIMITS, allow_unsafe=unsafe)
     looping = check_function(HOSTILE["infinite loop"][1], entry_point="solve", prompt=PROMPT,
-                             test=TEST, limits=Limits(timeout_s=1.0, cpu_s=1))
+                             test=TEST, limits=Limits(timeout_s=1.0, cpu_s=1),
+                             allow_unsafe=unsafe)
     assert right.passed and right.isolation == level
     assert not looping.passed and looping.isolation == level
+    assert _sandbox_processes() == []
+
+
+def test_no_isolation_refuses_to_run_model_code(monkeypatch, tmp_path):
+    monkeypatch.setattr(sandbox, "isolation_level", lambda: "rlimits")
+    marker = tmp_path / "ran"
+    program = f"open({str(marker)!r}, 'w').write('x')\ndef solve(x):\n    return 1\n"
+    with pytest.raises(sandbox.IsolationRefused, match="--unsafe-sandbox"):
+        check_function(program, entry_point="solve", prompt=PROMPT, test=TEST, limits=LIMITS)
+    assert not marker.exists()  # refused before anything ran
     assert _sandbox_processes() == []
 
 

@@ -3,7 +3,8 @@
 Replies follow a script of faults ("429", "500", "slow", "malformed", "empty", "norating",
 "400"), consumed one per request in arrival order, then the default: a judgment whose rating is a
 pure function of the request (`rating_for`), so tests can compute the expected scores themselves.
-Every request body is recorded.
+Every request body and Authorization header is recorded; replies name `snapshot` as their
+`model` (what a real endpoint does: the dated model behind the alias asked for).
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ def rating_for(messages: list[dict]) -> int:
     return digest[0] % 10 + 1
 
 
-def completion(text: str) -> bytes:
+def completion(text: str, model: str = "judge") -> bytes:
     return json.dumps({
-        "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": "judge",
+        "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": text}}],
     }).encode()
 
 
 class JudgeServer:
-    def __init__(self, faults: list[str] | None = None, slow_s: float = 1.5, delay_s: float = 0.0):
+    def __init__(self, faults: list[str] | None = None, slow_s: float = 1.5, delay_s: float = 0.0,
+                 snapshot: str = "judge"):
         self.faults = list(faults or [])
+        self.snapshot = snapshot
+        self.authorizations: list[str | None] = []
         self.slow_s = slow_s
         self.delay_s = delay_s  # every ok reply waits this long, so concurrency shows
         self.requests: list[dict] = []
@@ -55,8 +59,9 @@ class JudgeServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def _next(self, body: bytes) -> str:
+    def _next(self, body: bytes, authorization: str | None = None) -> str:
         with self.lock:
+            self.authorizations.append(authorization)
             self.raw_bodies.append(body)
             self.requests.append(json.loads(body))
             n = len(self.requests)
@@ -73,7 +78,7 @@ class JudgeServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                fault = server._next(body)
+                fault = server._next(body, self.headers.get("Authorization"))
                 request = json.loads(body)
                 headers = {}
                 if fault == "429":
@@ -86,13 +91,15 @@ class JudgeServer:
                 elif fault == "malformed":
                     status, data = 200, b'{"choices": [{"message": {"content": "[[9'
                 elif fault == "empty":
-                    status, data = 200, completion("")
+                    status, data = 200, completion("", server.snapshot)
                 elif fault == "norating":
-                    status, data = 200, completion("I cannot decide on a number.")
+                    status, data = 200, completion("I cannot decide on a number.",
+                                                   server.snapshot)
                 else:
                     time.sleep(server.slow_s if fault == "slow" else server.delay_s)
                     rating = rating_for(request["messages"])
-                    status, data = 200, completion(f"Fine answer. Rating: [[{rating}]]")
+                    status, data = 200, completion(f"Fine answer. Rating: [[{rating}]]",
+                                                   server.snapshot)
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
