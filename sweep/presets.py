@@ -29,6 +29,10 @@ class Hardware:
     use_gpu: bool = True
     cpus_per_worker: float = 1.0
     eval_gpus: int = 1  # GPUs of a run's evaluation (a 33B model fits one A100 80GB in bf16)
+    # Tune re-runs a failed trial this many times (a preempted node, a lost worker group beyond
+    # the stage's own restarts): finished stages are reused, a stage in flight resumes from its
+    # last mid-stage checkpoint in storage, finished evaluations come from the cache.
+    trial_retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ def paper() -> Preset:
         # restarted up to 3 times from its last checkpoint (the trial retries on top: tuner.py).
         settings=TrainSettings(precision="bf16", backend="deepspeed", zero_stage=3,
                                checkpoint_every_steps=2000, max_failures=3),
-        hardware=Hardware(workers=8, use_gpu=True),
+        hardware=Hardware(workers=8, use_gpu=True, trial_retries=2),
         evaluation=Evaluation(judge_url=os.environ.get("DMT_JUDGE_URL",
                                                        "https://api.openai.com/v1"),
                               judge_model="gpt-4"),

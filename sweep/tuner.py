@@ -48,7 +48,8 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
         run_config=tune.RunConfig(
             name=name, storage_path=storage.uri_of("tune"),
             progress_reporter=_tune_table() if verbose else None, verbose=1 if verbose else 0,
-            callbacks=callbacks or None, failure_config=tune.FailureConfig(max_failures=0)))
+            callbacks=callbacks or None,
+            failure_config=tune.FailureConfig(max_failures=preset.hardware.trial_retries)))
     for result in tuner.fit():
         record_outcome(result, storage, summary)
 
