@@ -31,6 +31,7 @@ from trainers.data.sources import (
     _json_lines,
     _open_bytes,
     detect_format,
+    list_elements,
 )
 
 KEY_COLUMNS = ["source", "ordinal", "line", "id", "key", "reason", "repair", "tag"]
@@ -177,28 +178,6 @@ def _byte_offsets(text: str, char_positions: list[int]) -> list[int]:
     return out
 
 
-def list_elements(text: str, where: str, line: int | None = None):
-    """(start, end, line, object) of each element of the JSON list in `text`, the line counting
-    of sources._json_list. With `line` given, `text` is a run of elements (a part), the first on
-    that line; without, the whole list, brackets included."""
-    decoder = json.JSONDecoder()
-    if line is None:
-        pos, line = text.index("[") + 1, text.count("\n", 0, text.index("[")) + 1
-    else:
-        pos = 0
-    last = pos
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-        if pos >= len(text) or text[pos] == "]":
-            return
-        line += text.count("\n", last, pos)
-        try:
-            obj, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as err:
-            raise RecordError(where, err.lineno, f"malformed JSON list ({err.msg})") from None
-        yield pos, end, line, obj
-        last, pos = pos, end
 
 
 def _plan_table(spec: SourceSpec, n_parts: int | None) -> Plan:

@@ -97,11 +97,15 @@ def _json_lines(text: str) -> Iterator[tuple[int, object]]:
             yield lineno, _Bad(f"malformed JSON ({err.msg})")
 
 
-def _json_list(text: str, where: str) -> Iterator[tuple[int, object]]:
-    """Elements of a JSON list, each with the line it starts on. A list that does not parse is a
-    whole-file error even when not strict: what follows the break cannot be counted."""
+def list_elements(text: str, where: str, line: int | None = None):
+    """(start, end, line, object) of each element of the JSON list in `text`, the line counting
+    of a JSON list file. With `line` given, `text` is a run of elements (a part), the first on
+    that line; without, the whole list, brackets included."""
     decoder = json.JSONDecoder()
-    pos, line = text.index("[") + 1, text.count("\n", 0, text.index("[")) + 1
+    if line is None:
+        pos, line = text.index("[") + 1, text.count("\n", 0, text.index("[")) + 1
+    else:
+        pos = 0
     last = pos
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
@@ -113,8 +117,15 @@ def _json_list(text: str, where: str) -> Iterator[tuple[int, object]]:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
             raise RecordError(where, err.lineno, f"malformed JSON list ({err.msg})") from None
-        yield line, obj
+        yield pos, end, line, obj
         last, pos = pos, end
+
+
+def _json_list(text: str, where: str) -> Iterator[tuple[int, object]]:
+    """Elements of a JSON list, each with the line it starts on. A list that does not parse is a
+    whole-file error even when not strict: what follows the break cannot be counted."""
+    for _, _, line, obj in list_elements(text, where):
+        yield line, obj
 
 
 def _parquet_rows(data: bytes) -> Iterator[tuple[int, object]]:
