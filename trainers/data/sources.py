@@ -206,7 +206,9 @@ def iter_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
     if not _is_remote(loc) and not base.endswith(".parquet"):
         opener = gzip.open if loc.endswith(".gz") else open
         with opener(loc, "rt", encoding="utf-8", newline="") as f:
-            head = f.read(STREAM_CHUNK)
+            head = f.read(4096)
+            while head.isspace() and (more := f.read(4096)):
+                head = more
             f.seek(0)
             if base.endswith(".json") and head.lstrip().startswith("["):
                 yield from _stream_list(f, loc)
