@@ -141,16 +141,92 @@ def _hf_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
     yield from enumerate(ds, 1)
 
 
+STREAM_CHUNK = 1 << 20  # characters read at a time from a local JSON list
+
+
+def _stream_lines(f) -> Iterator[tuple[int, object]]:
+    """`_json_lines` over an open text file, one physical line at a time: each is split again
+    by str.splitlines, so line numbers are exactly those `_json_lines` gives the whole text."""
+    lineno = 0
+    for physical in f:
+        for line in physical.splitlines():
+            lineno += 1
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as err:
+                yield lineno, _Bad(f"malformed JSON ({err.msg})")
+
+
+def _stream_list(f, where: str) -> Iterator[tuple[int, object]]:
+    """`_json_list` over an open text file, holding one chunk (plus the element being read)
+    at a time instead of the whole text: an element cut by the chunk's end is retried with more."""
+    decoder = json.JSONDecoder()
+    buf, pos, line, eof = "", 0, 1, False
+
+    def more() -> None:
+        nonlocal buf, pos, eof
+        chunk = f.read(STREAM_CHUNK)
+        eof = not chunk
+        buf, pos = buf[pos:] + chunk, 0
+
+    while (start := buf.find("[", pos)) < 0:
+        line, pos = line + buf.count("\n", pos), len(buf)
+        if eof:
+            return
+        more()
+    line, pos = line + buf.count("\n", pos, start), start + 1
+    while True:
+        while pos < len(buf) and buf[pos] in " \t\r\n,":
+            line, pos = line + (buf[pos] == "\n"), pos + 1
+        if pos >= len(buf):
+            if eof:
+                return
+            more()
+            continue
+        if buf[pos] == "]":
+            return
+        try:
+            obj, end = decoder.raw_decode(buf, pos)
+            cut = end >= len(buf) and not eof  # a number may go on in the next chunk
+        except json.JSONDecodeError as err:
+            if not eof:
+                more()
+                continue
+            first = line - buf.count("\n", 0, pos)  # the line buf starts on
+            raise RecordError(where, first + err.lineno - 1,
+                              f"malformed JSON list ({err.msg})") from None
+        if cut:
+            more()
+            continue
+        yield line, obj
+        line, pos = line + buf.count("\n", pos, end), end
+
+
 def iter_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
-    """(line or row number, object) for every row; JSON errors come as `_Bad` objects."""
+    """(line or row number, object) for every row; JSON errors come as `_Bad` objects. A local
+    JSON or JSONL file is streamed (a 90K-conversation source is never held whole)."""
     loc = spec.location
     if not _is_remote(loc) and not Path(loc).exists():
         if loc.startswith((".", "/")) or loc.endswith((".json", ".jsonl", ".parquet", ".gz")):
             raise RecordError(loc, None, "no such file")
         yield from _hf_rows(spec)  # not a path: a Hugging Face dataset id
         return
-    data = _open_bytes(loc)
     base = loc.removesuffix(".gz")
+    if not _is_remote(loc) and not base.endswith(".parquet"):
+        opener = gzip.open if loc.endswith(".gz") else open
+        with opener(loc, "rt", encoding="utf-8", newline="") as f:
+            head = f.read(4096)
+            while head.isspace() and (more := f.read(4096)):
+                head = more
+            f.seek(0)
+            if base.endswith(".json") and head.lstrip().startswith("["):
+                yield from _stream_list(f, loc)
+            else:
+                yield from _stream_lines(f)
+        return
+    data = _open_bytes(loc)
     if base.endswith(".parquet"):
         yield from _parquet_rows(data)
         return
@@ -277,10 +353,22 @@ def read_records(
     keeps its first occurrence as is; the k-th repeat (file order) becomes `id#k`, counted as a
     repair, so ids are unique and deterministic for a given file.
     """
+    return list(iter_records(spec, strict, rejects, max_chars))
+
+
+TAG_BATCH = 1024  # records tagged at a time when streaming (the keyword tagger is per record)
+
+
+def iter_records(
+    spec: SourceSpec, strict: bool = False, rejects: Rejects | None = None,
+    max_chars: int | None = None,
+) -> Iterator[dict]:
+    """`read_records`, one record at a time: what a pass over a large source (decontamination)
+    reads, holding only a batch of records and the ids seen."""
     rejects = rejects if rejects is not None else Rejects()
     fmt = spec.format
     seen: dict[str, int] = {}
-    out: list[dict] = []
+    batch: list[dict] = []
     for line, row in iter_rows(spec):
         where = f"{spec.location}:{line}"
         try:
@@ -301,10 +389,11 @@ def read_records(
         if seen[rid] > 1:
             rejects.repair("duplicate id renamed id#k", where)
             rid = f"{rid}#{seen[rid]}"
-        out.append(make_record(rid, spec.name, messages))
-    if spec.exclude_tags:
-        out = _exclude_tagged(out, spec, rejects)
-    return out
+        batch.append(make_record(rid, spec.name, messages))
+        if len(batch) >= TAG_BATCH:
+            yield from _exclude_tagged(batch, spec, rejects) if spec.exclude_tags else batch
+            batch = []
+    yield from _exclude_tagged(batch, spec, rejects) if spec.exclude_tags and batch else batch
 
 
 def _exclude_tagged(records: list[dict], spec: SourceSpec, rejects: Rejects) -> list[dict]:
