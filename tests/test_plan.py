@@ -58,7 +58,12 @@ def test_rq4_sharing_and_tokens():
     want = 3 * sum(PAPER_SIZES[s] * lengths.mean_length(hists[s], 2048)
                    for s in ("math", "code", "general"))
     assert multi["tokens"] == round(want) and multi["samples"] == 216_224
-    assert multi["processed_tokens"] > multi["tokens"]  # padded micro-batches of 2
+    # packing on (the paper preset's default): the trainer computes the real tokens only
+    assert multi["processed_tokens"] == multi["tokens"]
+    padded = _dry_run("rq4", "--models", "llama_7b", "--preset", "paper_padded")
+    padded_multi = padded["stages"][next(r["stage_ids"][0] for r in padded["run_list"]
+                                         if r["strategy"] == "multi-task")]
+    assert padded_multi["processed_tokens"] > padded_multi["tokens"]  # micro-batches of 2
 
 
 def test_sharing_across_questions():
