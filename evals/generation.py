@@ -171,7 +171,9 @@ def _vllm_engine(model: str):
 
     from trainers.model import resolve
 
-    return LLM(model=resolve(model), dtype="auto", seed=0)
+    # bfloat16 as the transformers path uses on GPUs: "auto" would read the checkpoint's fp32
+    # (the trainers save fp32 masters), which vLLM turns into float16, not bf16.
+    return LLM(model=resolve(model), dtype="bfloat16", seed=0)
 
 
 def _generate_vllm(model: str, conversations, *, max_new_tokens, stop, temperature, seed):
@@ -184,8 +186,24 @@ def _generate_vllm(model: str, conversations, *, max_new_tokens, stop, temperatu
     prompts = [generation_prompt(list(c), eos_text=eos_text) for c in conversations]
     params = SamplingParams(n=1, temperature=temperature, max_tokens=max_new_tokens,
                             stop=list(stop_strings(tokenizer, stop)), seed=seed)
-    outputs = engine.generate(prompts, params)  # vLLM keeps the input order
+    outputs = in_request_order(engine.generate(prompts, params), prompts)
     return [truncate(o.outputs[0].text, stop_strings(tokenizer, stop)) for o in outputs]
+
+
+def in_request_order(outputs, prompts: Sequence[str]) -> list:
+    """vLLM's outputs in the prompts' order. `LLM.generate` returns them in order today, but its
+    request ids count up from the call's first prompt, so sorting by them does not rely on it;
+    a prompt that does not match its output's is an error, never a silent shuffle."""
+    outputs = list(outputs)
+    if len(outputs) != len(prompts):
+        raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
+    ids = [getattr(o, "request_id", None) for o in outputs]
+    if all(isinstance(i, str) and i.isdigit() for i in ids):
+        outputs = [o for _, o in sorted(zip(map(int, ids), outputs), key=lambda x: x[0])]
+    for i, (o, prompt) in enumerate(zip(outputs, prompts)):
+        if getattr(o, "prompt", prompt) != prompt:
+            raise RuntimeError(f"vLLM output {i} answers another prompt")
+    return outputs
 
 
 # ---------------------------------------------------------------- records

@@ -73,6 +73,10 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, help="runs at once (default: fit the cluster)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
+    p.add_argument("--mfu", type=float, help="with --dry-run: the MFU for gpu_hours (A100 peak; "
+                   "default: the assumed 0.40)")
+    p.add_argument("--mfu-from", help="with --dry-run: a benchmarks.gpu_check summary.json: its "
+                   "measured MFU, peak and device for gpu_hours")
     p.add_argument("--no-report", action="store_true", help="skip writing the report")
     p.add_argument("--ray-temp-dir", help="local Ray only: its temp folder (default Ray's)")
     p.add_argument("--verbose", action="store_true",
@@ -160,9 +164,13 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--seeds must be >= 1")
     runs = build_runs(question, args, preset)
     if args.dry_run:
-        from sweep.plan import build_plan, format_plan, plan_json
+        from sweep.plan import build_plan, format_plan, plan_json, throughput_from
 
-        plan = build_plan(runs, preset)
+        try:
+            throughput = throughput_from(args.mfu, args.mfu_from)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+        plan = build_plan(runs, preset, throughput)
         spent = spent_so_far(plan, preset, asked=args.storage is not None)
         if args.json:
             print(json.dumps({**plan_json(plan, preset), **({"budget": spent} if spent else {})},

@@ -4,16 +4,20 @@ Needs no GPU and no data. Samples per source: the paper's corpus sizes (GRID.md)
 corpora's. Tokens per sample: the committed length histograms (sweep/lengths.py), capped at
 max_len: `tokens` are the real tokens, `processed_tokens` what the trainer computes on (padded
 micro-batches when packing is off; equal to the real tokens with packing). For GPU presets:
-gpu_hours = 6 x params x processed tokens / (A100 bf16 peak x an assumed MFU) / 3600. With an
-MT-Bench judge it also counts judge calls and tokens.
+gpu_hours = 6 x params x processed tokens / (peak x MFU) / 3600: by default the A100 bf16 peak and
+an assumed MFU; `--mfu 0.35` sets the MFU; `--mfu-from OUT/summary.json` takes the MFU, device and
+measured peak a GPU check recorded (python -m benchmarks.gpu_check). With an MT-Bench judge it
+also counts judge calls and tokens.
     python -m sweep.rq4 --preset paper --dry-run [--json]      (python -m sweep.all: every question)
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from pathlib import Path
 
 from evals.judge import JudgeConfig
 from sweep import lengths
@@ -59,6 +63,39 @@ class PlannedStage:
 
 
 @dataclass(frozen=True)
+class Throughput:
+    """What a GPU achieves, for gpu_hours: its dense bf16 peak x the MFU a run gets on it."""
+
+    peak_flops: float = A100_PEAK_BF16
+    mfu: float = ASSUMED_MFU
+    device: str = "A100 (vendor peak)"
+    source: str = "assumed"  # "assumed", "--mfu", or the gpu_check summary.json it came from
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def throughput_from(mfu: float | None = None, mfu_from: str | None = None) -> Throughput:
+    """The default assumption, an MFU given on the command line (A100 peak), or what a GPU check
+    measured (its device, its measured bf16 matmul peak and the MFU against that peak)."""
+    if mfu is not None and mfu_from is not None:
+        raise ValueError("give --mfu or --mfu-from, not both")
+    if mfu is not None:
+        if not 0 < mfu <= 1:
+            raise ValueError(f"--mfu {mfu}: must be in (0, 1]")
+        return Throughput(mfu=mfu, source="--mfu")
+    if mfu_from is None:
+        return Throughput()
+    summary = json.loads(Path(mfu_from).read_text())
+    if not summary.get("mfu") or not summary.get("peak_flops_measured"):
+        raise ValueError(f"{mfu_from} records no GPU MFU (device {summary.get('device')!r}): "
+                         "run python -m benchmarks.gpu_check on a GPU")
+    return Throughput(peak_flops=float(summary["peak_flops_measured"]), mfu=float(summary["mfu"]),
+                      device=f"{summary['device']} (measured peak)",
+                      source=f"{mfu_from} ({summary.get('mfu_source')})")
+
+
+@dataclass(frozen=True)
 class PlannedRun:
     run: Run
     run_id: str
@@ -74,6 +111,7 @@ class Plan:
     naive_tokens: int
     naive_gpu_hours: float | None
     judge_calls_per_run: int = 0  # MT-Bench judge calls of one evaluated run (0: no judge)
+    throughput: Throughput = field(default_factory=Throughput)
 
     @property
     def shared_tokens(self) -> int:
@@ -140,11 +178,13 @@ def judge_calls_per_run(preset: Preset) -> int:
     return questions * MTBENCH_TURNS * JUDGE_REPEATS
 
 
-def stage_gpu_hours(model: str, tokens: int, preset: Preset) -> float | None:
+def stage_gpu_hours(model: str, tokens: int, preset: Preset,
+                    throughput: Throughput | None = None) -> float | None:
     if not preset.hardware.use_gpu:
         return None
+    t = throughput or Throughput()
     params = MODEL_PRESETS[model].params
-    return 6 * params * tokens / (A100_PEAK_BF16 * ASSUMED_MFU) / 3600
+    return 6 * params * tokens / (t.peak_flops * t.mfu) / 3600
 
 
 def sources_fingerprint(preset: Preset) -> dict:
@@ -210,7 +250,9 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
 
 
-def build_plan(runs: Sequence[Run], preset: Preset) -> Plan:
+def build_plan(runs: Sequence[Run], preset: Preset,
+               throughput: Throughput | None = None) -> Plan:
+    throughput = throughput or Throughput()
     sizes, hists = corpus_sizes(preset), length_histograms(preset)
     planned, stages = [], {}
     naive_stages, naive_tokens, naive_hours = 0, 0, 0.0
@@ -224,14 +266,14 @@ def build_plan(runs: Sequence[Run], preset: Preset) -> Plan:
         settings = train_settings(preset, run.model)  # a seed changes no length or batch
         for sid, stage in zip(ids, run.stages, strict=True):
             samples, tokens, processed = stage_tokens(stage.recipe, settings, hists, sizes)
-            hours = stage_gpu_hours(run.model, processed, preset)
+            hours = stage_gpu_hours(run.model, processed, preset, throughput)
             naive_stages, naive_tokens = naive_stages + 1, naive_tokens + tokens
             naive_hours = None if hours is None or naive_hours is None else naive_hours + hours
             stages.setdefault(sid, PlannedStage(sid, run.model, format_recipe(stage.recipe),
                                                 samples, tokens, processed, hours))
         planned.append(PlannedRun(run, rid, tuple(ids)))
     return Plan(preset.name, tuple(planned), stages, naive_stages, naive_tokens,
-                naive_hours if runs else None, judge_calls_per_run(preset))
+                naive_hours if runs else None, judge_calls_per_run(preset), throughput)
 
 
 def plan_json(plan: Plan, preset: Preset) -> dict:
@@ -260,17 +302,19 @@ def plan_json(plan: Plan, preset: Preset) -> dict:
                          "tokens": s.tokens, "processed_tokens": s.processed_tokens,
                          "gpu_hours": s.gpu_hours}
                    for sid, s in plan.stages.items()},
-        "assumptions": {**assumptions(preset), "micro_batch": micro_batches(plan, preset)},
+        "assumptions": {**assumptions(preset, plan.throughput),
+                        "micro_batch": micro_batches(plan, preset)},
     }
 
 
-def assumptions(preset: Preset) -> dict:
-    settings = preset.settings
+def assumptions(preset: Preset, throughput: Throughput | None = None) -> dict:
+    settings, throughput = preset.settings, throughput or Throughput()
     return {"mean_tokens": mean_tokens(preset), "length_histograms": str(
                 lengths.HISTOGRAMS.relative_to(lengths.HISTOGRAMS.parents[1])),
             "paper_sizes": PAPER_SIZES, "max_len": settings.max_len,
             "packing": settings.packing,
-            "peak_flops_per_gpu": A100_PEAK_BF16, "mfu": ASSUMED_MFU,
+            "peak_flops_per_gpu": throughput.peak_flops, "mfu": throughput.mfu,
+            "device": throughput.device, "mfu_source": throughput.source,
             "formula": "gpu_hours = 6 x params x processed_tokens / (peak x MFU) / 3600",
             "processed_tokens": "packing off: sum over micro-batches of micro_batch x longest "
                                 "row (expected value, rows drawn from the stage's mixture); "
@@ -315,10 +359,11 @@ def summary_lines(plan: Plan, preset: Preset) -> list[str]:
               f"worker {micro_batches(plan, preset)})")]
     if plan.gpu_hours is not None:
         walls = {m: gpus_per_run(preset, m) for m in sorted({p.run.model for p in plan.runs})}
+        t = plan.throughput
         lines.append(
             f"gpu_hours {plan.gpu_hours:,.0f} (naive {plan.naive_gpu_hours:,.0f}) = 6 x params x "
-            f"processed_tokens / (A100 bf16 peak {A100_PEAK_BF16 / 1e12:.0f} TFLOP/s x assumed "
-            f"MFU {ASSUMED_MFU:.0%}); GPUs per run {walls}")
+            f"processed_tokens / ({t.device} bf16 peak {t.peak_flops / 1e12:.0f} TFLOP/s x MFU "
+            f"{t.mfu:.1%}, {t.source}); GPUs per run {walls}")
     else:
         lines.append("gpu_hours: none (CPU preset)")
     per_run = plan.judge_calls_per_run

@@ -182,14 +182,24 @@ def paper() -> Preset:
         # the planned 40% MFU: ~0.5 s a step, so ~15-20 minutes of work at risk; a ZeRO-3
         # checkpoint of 7B with Adam states is ~110 GB to write), and a stage's worker group is
         # restarted up to 3 times from its last checkpoint (the trial retries on top: tuner.py).
+        # Packing on: a packed micro-batch gives each sample the loss it has padded (tested on
+        # CPU sdpa/eager in tests/test_collate.py; on GPU kernels by benchmarks.gpu_check part
+        # b, docs/GPU_CHECK.md) and computes no pad tokens. paper_padded() keeps FastChat's
+        # padded batches for fidelity.
         settings=TrainSettings(precision="bf16", backend="deepspeed", zero_stage=3,
-                               checkpoint_every_steps=2000, max_failures=3),
+                               checkpoint_every_steps=2000, max_failures=3, packing=True),
         hardware=Hardware(workers=8, use_gpu=True, trial_retries=2),
         evaluation=Evaluation(judge_url=os.environ.get("DMT_JUDGE_URL",
                                                        "https://api.openai.com/v1"),
                               judge_model="gpt-4"),
         storage="s3://dmt-sweep/runs",
     )
+
+
+def paper_padded() -> Preset:
+    """The paper preset with FastChat's padded micro-batches (packing off): its fidelity option."""
+    base = paper()
+    return replace(base, name="paper_padded", settings=replace(base.settings, packing=False))
 
 
 def paper_batch_128() -> Preset:
@@ -200,7 +210,8 @@ def paper_batch_128() -> Preset:
 
 
 PRESETS: dict[str, Callable[[], Preset]] = {
-    "smoke": smoke, "local": local, "paper": paper, "paper_batch_128": paper_batch_128,
+    "smoke": smoke, "local": local, "paper": paper, "paper_padded": paper_padded,
+    "paper_batch_128": paper_batch_128,
 }
 
 

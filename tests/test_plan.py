@@ -8,6 +8,8 @@ import subprocess
 import sys
 from fractions import Fraction as F
 
+import pytest
+
 from sweep import grid, lengths, presets
 from sweep.plan import PAPER_SIZES, build_plan, plan_json
 
@@ -56,7 +58,12 @@ def test_rq4_sharing_and_tokens():
     want = 3 * sum(PAPER_SIZES[s] * lengths.mean_length(hists[s], 2048)
                    for s in ("math", "code", "general"))
     assert multi["tokens"] == round(want) and multi["samples"] == 216_224
-    assert multi["processed_tokens"] > multi["tokens"]  # padded micro-batches of 2
+    # packing on (the paper preset's default): the trainer computes the real tokens only
+    assert multi["processed_tokens"] == multi["tokens"]
+    padded = _dry_run("rq4", "--models", "llama_7b", "--preset", "paper_padded")
+    padded_multi = padded["stages"][next(r["stage_ids"][0] for r in padded["run_list"]
+                                         if r["strategy"] == "multi-task")]
+    assert padded_multi["processed_tokens"] > padded_multi["tokens"]  # micro-batches of 2
 
 
 def test_sharing_across_questions():
@@ -96,3 +103,37 @@ def test_gpu_hours_formula_and_cpu_presets():
     assert abs(stage.gpu_hours - want) < 1e-9
     assert presets.train_settings(preset, "llama_33b").micro_batch == 1  # 16 GPUs, batch 16
     assert presets.train_settings(preset, "llama_7b").micro_batch == 2
+
+
+def test_gpu_hours_from_a_measured_gpu_check(tmp_path, capsys):
+    """--mfu-from takes a gpu_check summary's MFU, measured peak and device; --mfu an MFU on the
+    A100 peak; neither keeps the assumed 0.40; a CPU check's summary (no MFU) is refused."""
+    from sweep import cli
+    from sweep.plan import Throughput, throughput_from
+
+    summary = {"device": "NVIDIA H200", "cuda": True, "mfu": 0.3, "peak_flops_measured": 800e12,
+               "mfu_source": "throughput/llama_1b/micro_batch 16"}
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    measured = throughput_from(mfu_from=str(path))
+    assert (measured.mfu, measured.peak_flops) == (0.3, 800e12) and "H200" in measured.device
+    assert throughput_from() == Throughput() and throughput_from(mfu=0.35).mfu == 0.35
+    preset = presets.paper()
+    runs = grid.build_grid("rq1", ["llama_13b"], fractions=(F(1),))
+    stage = next(s for s in build_plan(runs, preset, measured).stages.values()
+                 if s.recipe_text == "code=1")
+    assert abs(stage.gpu_hours - 6 * 13_016_000_000 * stage.processed_tokens
+               / (800e12 * 0.3) / 3600) < 1e-9
+    cli.main("rq1", ["--preset", "paper", "--models", "llama_13b", "--dry-run", "--json",
+                     "--mfu-from", str(path)])
+    js = json.loads(capsys.readouterr().out)
+    assert js["assumptions"]["mfu"] == 0.3 and "H200" in js["assumptions"]["device"]
+    assert js["assumptions"]["mfu_source"].startswith(str(path))
+    cli.main("rq1", ["--preset", "paper", "--models", "llama_13b", "--dry-run", "--mfu", "0.35"])
+    text = capsys.readouterr().out
+    assert "MFU 35.0%, --mfu" in text and "A100" in text
+    cli.main("rq1", ["--preset", "paper", "--models", "llama_13b", "--dry-run"])
+    assert "MFU 40.0%, assumed" in capsys.readouterr().out
+    path.write_text(json.dumps({**summary, "device": "cpu", "cuda": False, "mfu": None}))
+    with pytest.raises(SystemExit, match="no GPU MFU"):
+        cli.main("rq1", ["--preset", "paper", "--dry-run", "--mfu-from", str(path)])

@@ -40,24 +40,30 @@ PINNED = {
             ("rq1-general_only-99ebdfd7ea", ["b738e272d95e29ec"]),
         ("smollm2_135m", "mix", "1/4", None): ("rq2-mix-4d9dc5b9c7", ["66aab3188d48ee83"]),
     },
+    # Paper preset ids re-pinned by issue 13, a deliberate change: packing on by default
+    # (TrainSettings.packing is in every stage id). The old ids are paper_padded's, pinned below.
     ("rq4", "paper"): {
         ("llama_7b", "DMT", None, "1/256"):
-            ("rq4-dmt-0a6820e4f6", ["97bd72acd7381736", "246b17d1cd9d01cf"]),
+            ("rq4-dmt-9ea7aefe2e", ["a26e112dddf4f02e", "dde0edaa977a607f"]),
         ("llama_13b", "sequential", None, None):
-            ("rq4-sequential-693fbb1c18",
-             ["4b894a2d9999aeb8", "27b14c33cc0c3858", "96c150cd2be1664a"]),
+            ("rq4-sequential-e5999d680c",
+             ["54debe85fa0afe5c", "2ca2db4ed847a1f2", "2ee3e35dff35bf07"]),
         ("llama_33b", "multi-task", None, None):
-            ("rq4-multi_task-b8839d3be2", ["2d2b6b8ef6ac1669"]),
+            ("rq4-multi_task-e91df58abd", ["d004b8122b62812b"]),
         ("llama_33b", "mixed sequential", None, None):
-            ("rq4-mixed_sequential-0e97ef578a", ["541f2822eb8219a8", "02f968565c589825"]),
+            ("rq4-mixed_sequential-f6e88f0fe8", ["51a8ee5d925e2fc7", "713acf87e3491a91"]),
+    },
+    ("rq4", "paper_padded"): {
+        ("llama_7b", "DMT", None, "1/256"):
+            ("rq4-dmt-0a6820e4f6", ["97bd72acd7381736", "246b17d1cd9d01cf"]),
     },
     # general_nocm: derived from general, on the built-in corpora and on the paper's ShareGPT.
     ("ablation", "smoke"): {
         ("tiny_llama", "mix", "1/4", None): ("ablation-mix-cd1140ce3d", ["a2ed0d73bb0533b8"]),
     },
     ("ablation", "paper"): {
-        ("llama_7b", "mix", "1/4", None): ("ablation-mix-646e521afc", ["ea4b5c96b7d6aae1"]),
-        ("llama_13b", "mix", "1/256", None): ("ablation-mix-6f12f1b5b4", ["c044c015cb517f00"]),
+        ("llama_7b", "mix", "1/4", None): ("ablation-mix-cc2bf94d61", ["b80733efadf446b8"]),
+        ("llama_13b", "mix", "1/256", None): ("ablation-mix-5c79efe10f", ["9d46c9ab0addeed4"]),
     },
 }
 

@@ -3,7 +3,8 @@
 `compute_loss` and `train_step` are plain functions (tests call them in-process without Ray).
 `train_loop_per_worker(config)` is what `TorchTrainer` runs: rebuild the job from plain data,
 shard rows by `position % world_size == rank`, train, checkpoint, save the final HF model.
-Run it through `trainers.fit.fit_stage`.
+`run_worker` is the per-worker core that both launchers share: `train_loop_per_worker` (Ray,
+through `trainers.fit.fit_stage`) and `python -m trainers.train_stage` (one process or torchrun).
 """
 
 from __future__ import annotations
@@ -219,13 +220,26 @@ class TrainState:
 
 
 def train_loop_per_worker(config: dict) -> None:
+    """What Ray Train runs on each worker: the shared core (`run_worker`) with Ray's I/O."""
     job = WorkerJob.from_dict(config)
     import ray.train
 
-    from trainers.model import build_model, load_tokenizer
-
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device() if job.use_gpu else torch.device("cpu")
+    run_worker(job, RayIO(rank, world), rank=rank, world=world, device=device)
+
+
+def run_worker(job: WorkerJob, io, *, rank: int, world: int, device) -> dict:
+    """One worker's whole stage, whatever launched it (Ray Train or trainers.train_stage):
+    build tokenizer, model and backend, restore, train every remaining step, write the final HF
+    checkpoint with train_state.json and train_summary.json. `io` is the launcher's part:
+    `restore(backend) -> TrainState`, `rows(state)` (this worker's rows past the state's
+    position, in (epoch, position) order), `report(metrics)`, `checkpoint(backend, state,
+    metrics)`, `final_dir()` (a context manager giving the folder to write) and
+    `final(directory, metrics)`, `finished_again(state)`. Returns the run summary."""
+    from trainers.model import build_model, load_tokenizer
+
     settings = job.settings
     torch.manual_seed(settings.seed + rank)
     plan = StepPlan.create(settings, job.rows_per_epoch, world)
@@ -234,19 +248,15 @@ def train_loop_per_worker(config: dict) -> None:
     model = build_model(job.model, seed=settings.seed)
     params = job.model_params or sum(getattr(p, "ds_numel", p.numel())
                                      for p in model.parameters())
-    device = ray.train.torch.get_device() if job.use_gpu else torch.device("cpu")
     backend = build_backend(model, settings, total_steps=plan.total_steps,
                             grad_accum=plan.grad_accum, use_gpu=job.use_gpu, device=device)
-    state = _restore(backend)
+    state = io.restore(backend)
     if state.done:  # a re-run of a finished stage: hand back its final checkpoint
-        _report_final_again(state, rank)
-        return
-    shard = ray.train.get_dataset_shard("train")
+        io.finished_again(state)
+        return summary(state)
     meter = StepMeter()
-    mine = iter_worker_rows(shard, rank, world,
-                            start_after=(state.epoch, state.next_position - 1))
     start = (state.epoch, state.next_position)
-    for epoch, step_in_epoch, rows in iter_steps(mine, plan, start=start):
+    for epoch, step_in_epoch, rows in iter_steps(io.rows(state), plan, start=start):
         batches = collate_micro_batches(rows, plan, tokenizer.pad_token_id, settings.packing)
         meter.start()
         stats = train_step(backend, batches)
@@ -262,10 +272,25 @@ def train_loop_per_worker(config: dict) -> None:
         metrics["total_steps"] = plan.total_steps  # the sweep's console shows step/total
         if settings.checkpoint_every_steps and state.step % settings.checkpoint_every_steps == 0 \
                 and state.step < plan.total_steps:
-            _report_checkpoint(backend, state, metrics, rank)
+            io.checkpoint(backend, state, metrics)
         else:
-            ray.train.report(metrics)
-    _report_final(backend, state, tokenizer, plan, rank)
+            io.report(metrics)
+    return _write_final(backend, state, tokenizer, plan, rank, io)
+
+
+def _write_final(backend, state: TrainState, tokenizer, plan: StepPlan, rank: int, io) -> dict:
+    """Rank 0 writes the HF model (safetensors, config, tokenizer) and the run summary."""
+    state.done = True
+    metrics = {**summary(state), "total_steps": plan.total_steps, "final": True,
+               "precision": backend.precision_mode}
+    with io.final_dir() as directory:
+        directory = Path(directory)
+        backend.save_hf(directory, tokenizer)  # a collective under ZeRO-3
+        if rank == 0:
+            (directory / "train_state.json").write_text(json.dumps(state.to_dict()))
+            (directory / "train_summary.json").write_text(json.dumps(metrics, indent=1))
+        io.final(directory, metrics)
+    return metrics
 
 
 def _zero3_init_context(settings: TrainSettings, plan: StepPlan, use_gpu: bool):
@@ -298,32 +323,77 @@ def _step_metrics(stats: StepStats, state: TrainState, epoch: int, seconds: floa
     return metrics
 
 
-def _restore(backend) -> TrainState:
-    import ray.train
+class RayIO:
+    """Ray Train's side of `run_worker`: checkpoints go through `ray.train.report`, which merges
+    every rank's files into one checkpoint folder; rows come from the worker's dataset shard."""
 
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return TrainState()
-    with checkpoint.as_directory() as directory:
-        directory = Path(directory)
-        state = TrainState.from_dict(json.loads((directory / "train_state.json").read_text()))
-        if not state.done:
-            backend.load_checkpoint(directory)
-            state.resumed_from.append(state.step)
+    def __init__(self, rank: int, world: int):
+        self.rank, self.world = rank, world
+
+    def restore(self, backend) -> TrainState:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return TrainState()
+        with checkpoint.as_directory() as directory:
+            return restore_state(backend, Path(directory))
+
+    def rows(self, state: TrainState):
+        import ray.train
+
+        shard = ray.train.get_dataset_shard("train")
+        return iter_worker_rows(shard, self.rank, self.world,
+                                start_after=(state.epoch, state.next_position - 1))
+
+    def report(self, metrics: dict) -> None:
+        import ray.train
+
+        ray.train.report(metrics)
+
+    def checkpoint(self, backend, state: TrainState, metrics: dict) -> None:
+        """Every rank writes its part (DeepSpeed shards, RNG); Ray merges them into one folder."""
+        import ray.train
+
+        with tempfile.TemporaryDirectory(prefix=f"ckpt-r{self.rank}-") as tmp:
+            save_state(backend, state, Path(tmp), self.rank)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=f"step_{state.step:07d}")
+
+    def final_dir(self):
+        return tempfile.TemporaryDirectory(prefix=f"final-r{self.rank}-")
+
+    def final(self, directory: Path, metrics: dict) -> None:
+        import ray.train
+
+        if self.rank == 0:
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory),
+                             checkpoint_dir_name="final")
+        else:
+            ray.train.report(metrics)
+
+    def finished_again(self, state: TrainState) -> None:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint() if self.rank == 0 else None
+        ray.train.report({**summary(state), "final": True}, checkpoint=checkpoint)
+
+
+def restore_state(backend, directory: Path) -> TrainState:
+    """The TrainState of a checkpoint folder, and the backend's weights, optimizer and RNG from
+    it unless the stage had finished (a final folder holds HF weights only)."""
+    state = TrainState.from_dict(json.loads((directory / "train_state.json").read_text()))
+    if not state.done:
+        backend.load_checkpoint(directory)
+        state.resumed_from.append(state.step)
     return state
 
 
-def _report_checkpoint(backend, state: TrainState, metrics: dict, rank: int) -> None:
-    """Every rank writes its part (DeepSpeed shards, RNG); Ray merges them into one folder."""
-    import ray.train
-
-    with tempfile.TemporaryDirectory(prefix=f"ckpt-r{rank}-") as tmp:
-        directory = Path(tmp)
-        backend.save_checkpoint(directory)
-        if rank == 0:
-            (directory / "train_state.json").write_text(json.dumps(state.to_dict()))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                         checkpoint_dir_name=f"step_{state.step:07d}")
+def save_state(backend, state: TrainState, directory: Path, rank: int) -> None:
+    """A mid-stage checkpoint: the backend's files (every rank's) and rank 0's train_state.json."""
+    backend.save_checkpoint(directory)
+    if rank == 0:
+        (directory / "train_state.json").write_text(json.dumps(state.to_dict()))
 
 
 def summary(state: TrainState) -> dict:
@@ -333,29 +403,3 @@ def summary(state: TrainState) -> dict:
             "final_loss": state.loss_curve[-1] if state.loss_curve else None,
             "loss_curve": state.loss_curve, "grad_norm_curve": state.grad_norm_curve,
             "resumed_from": state.resumed_from}
-
-
-def _report_final(backend, state: TrainState, tokenizer, plan: StepPlan, rank: int) -> None:
-    """Rank 0 writes the HF model (safetensors, config, tokenizer) and the run summary."""
-    import ray.train
-
-    state.done = True
-    with tempfile.TemporaryDirectory(prefix=f"final-r{rank}-") as tmp:
-        directory = Path(tmp)
-        backend.save_hf(directory, tokenizer)  # a collective under ZeRO-3
-        metrics = {**summary(state), "total_steps": plan.total_steps, "final": True,
-                   "precision": backend.precision_mode}
-        if rank == 0:
-            (directory / "train_state.json").write_text(json.dumps(state.to_dict()))
-            (directory / "train_summary.json").write_text(json.dumps(metrics, indent=1))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                             checkpoint_dir_name="final")
-        else:
-            ray.train.report(metrics)
-
-
-def _report_final_again(state: TrainState, rank: int) -> None:
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint() if rank == 0 else None
-    ray.train.report({**summary(state), "final": True}, checkpoint=checkpoint)

@@ -103,6 +103,28 @@ def tiny_llama_config(vocab_size: int):
     )
 
 
+def smollm2_135m_config():
+    """SmolLM2-135M's architecture (its GGUF's config): 30 layers, hidden 576, 9 heads (3 KV),
+    vocab 49152, tied embeddings, 134.5M parameters. Random weights from it need no download."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                       num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                       max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5,
+                       tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
+
+
+def llama_1b_config():
+    """A ~1.1B LLaMA shape (TinyLlama-1.1B's: 22 layers, hidden 2048, 32 heads with 4 KV heads,
+    vocab 32000): large enough that a GPU's matmuls, not its launches, set the speed."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632,
+                       num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+                       max_position_embeddings=4096, rms_norm_eps=1e-5,
+                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+
+
 def node_cache_root() -> Path:
     """This node's own cache: `cache_root()/nodes/<Ray node id>` in a process of a Ray cluster,
     `cache_root()` elsewhere. Nodes never share a cache folder, even where they share a disk (the
