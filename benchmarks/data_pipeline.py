@@ -45,7 +45,8 @@ def run_ours(recipe, specs, tokenizer: str, max_len: int, batch_size: int) -> tu
 def _hf_normalize(fmt: str):
     """HF-side normalization into messages with the same readers' converters."""
     from trainers.data.records import check_messages, content_id
-    from trainers.data.sources import CONVERTERS, _Bad
+    from trainers.data.rows import _Bad
+    from trainers.data.sources import CONVERTERS
 
     def convert(row):
         try:

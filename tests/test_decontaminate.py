@@ -10,6 +10,7 @@ import pytest
 
 from evals.humaneval import load_problems
 from sweep import decontaminate
+from trainers.data import rows as row_reader
 from trainers.data import sources
 from trainers.data.overlap import words
 
@@ -120,18 +121,18 @@ def test_missing_files_and_bad_test_sets_are_clear_errors(tmp_path, files, capsy
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
 def test_streamed_rows_equal_whole_text_rows(tmp_path, files, monkeypatch, chunk):
     """The chunked JSON-list reader: same rows, same lines, same error line as `_json_list`."""
-    monkeypatch.setattr(sources, "STREAM_CHUNK", chunk)
+    monkeypatch.setattr(row_reader, "STREAM_CHUNK", chunk)
     text = Path(files["train"]).read_text()
     spec = sources.SourceSpec("g", files["train"])
-    assert list(sources.iter_rows(spec)) == list(sources._json_list(text, files["train"]))
+    assert list(row_reader.iter_rows(spec)) == list(row_reader._json_list(text, files["train"]))
     odd = tmp_path / "odd.json"
     odd.write_text('  [1, 23456,\n\n {"a": [1, {"b": "x]"}]} , "s"\n,\n{"c": tru}]')
-    with pytest.raises(sources.RecordError) as whole:
-        list(sources._json_list(odd.read_text(), str(odd)))
-    with pytest.raises(sources.RecordError) as streamed:
-        list(sources.iter_rows(sources.SourceSpec("g", str(odd))))
+    with pytest.raises(row_reader.RecordError) as whole:
+        list(row_reader._json_list(odd.read_text(), str(odd)))
+    with pytest.raises(row_reader.RecordError) as streamed:
+        list(row_reader.iter_rows(sources.SourceSpec("g", str(odd))))
     assert str(streamed.value) == str(whole.value)
-    rows, stream = [], sources.iter_rows(sources.SourceSpec("g", str(odd)))
-    with pytest.raises(sources.RecordError):
+    rows, stream = [], row_reader.iter_rows(sources.SourceSpec("g", str(odd)))
+    with pytest.raises(row_reader.RecordError):
         rows.extend(stream)
     assert rows == [(1, 1), (1, 23456), (3, {"a": [1, {"b": "x]"}]}), (3, "s")]

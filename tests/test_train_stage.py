@@ -5,27 +5,37 @@ of a finished stage trains nothing, and a stage resumes from its mid-stage check
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
 from trainers import train_stage
 from trainers.settings import TrainSettings
 
+REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {"lr": 3e-3, "epochs": 3, "global_batch": 4, "micro_batch": 2, "max_len": 256,
             "warmup_ratio": 0.0, "lr_schedule": "constant", "precision": "fp32"}
 
 
 def test_cli_trains_tiny_llama_and_the_checkpoint_loads(tmp_path, capsys):
     out = tmp_path / "stage"
-    # 8 math samples x 3 epochs = 6 steps of 4: each sample is seen 3 times, so the loss falls
-    train_stage.main(["--recipe", "math=#8", "--model", "tiny_llama", "--out", str(out),
-                      "--settings", json.dumps(SETTINGS)])
+    # 8 math samples x 3 epochs = 6 steps of 4: each sample is seen 3 times, so the loss falls.
+    # In a process of its own: the plain launcher must never import Ray (this test process
+    # has, through other tests).
+    code = ("import sys; from trainers import train_stage; train_stage.main(sys.argv[1:]); "
+            "assert 'ray' not in sys.modules, 'the plain launcher imported ray'")
+    done = subprocess.run([sys.executable, "-c", code, "--recipe", "math=#8", "--model",
+                           "tiny_llama", "--out", str(out), "--settings", json.dumps(SETTINGS)],
+                          check=False, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 6 and summary["final"] and summary["precision"] == "fp32"
     curve = summary["loss_curve"]
     assert sum(curve[-2:]) / 2 < sum(curve[:2]) / 2 - 0.5, curve
-    assert "ray" not in sys.modules  # the plain launcher never imports Ray
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(out)

@@ -21,18 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from trainers.data.records import RecordError, Rejects, content_id
+from trainers.data.rows import _Bad, _hf_rows, _is_remote, _json_lines, _open_bytes, list_elements
 from trainers.data.selection import selection_key
-from trainers.data.sources import (
-    SourceSpec,
-    _Bad,
-    _convert,
-    _hf_rows,
-    _is_remote,
-    _json_lines,
-    _open_bytes,
-    detect_format,
-    list_elements,
-)
+from trainers.data.sources import SourceSpec, _convert, detect_format
 
 KEY_COLUMNS = ["source", "ordinal", "line", "id", "key", "reason", "repair", "tag"]
 NO_MORE = 2**62  # the ordinal bound of a source's last part
@@ -96,7 +87,7 @@ def _located(err: RecordError) -> tuple:
 
 def _kind(spec: SourceSpec) -> str:
     """`table`, `list` or `lines` (or `text`: lines or a list, seen once the text is read),
-    the same dispatch as sources.iter_rows."""
+    the same dispatch as rows.iter_rows."""
     loc = spec.location
     if not _is_remote(loc) and not Path(loc).exists():
         if loc.startswith((".", "/")) or loc.endswith((".json", ".jsonl", ".parquet", ".gz")):
@@ -126,7 +117,7 @@ def _detect(spec: SourceSpec, rows: Iterator[tuple[int, object]]) -> tuple[str |
 
 def _plan_lines(spec: SourceSpec, text: str, n_parts: int | None) -> Plan:
     """Cuts after a newline; each part's first line counted as str.splitlines counts (as
-    sources._json_lines does), so line numbers match on any text."""
+    rows._json_lines does), so line numbers match on any text."""
     data = text.encode("utf-8")
     newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
     parts_wanted = _how_many_parts(len(newlines) + 1, n_parts)
