@@ -42,14 +42,18 @@ def _open_bytes(location: str) -> bytes:
     return gzip.decompress(data) if location.endswith(".gz") else data
 
 
+def _parsed(line: str) -> object:
+    """One JSONL line's object, or the reason it is not one (a counted reject, not a crash)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        return _Bad(f"malformed JSON ({err.msg})")
+
+
 def _json_lines(text: str) -> Iterator[tuple[int, object]]:
     for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as err:
-            yield lineno, _Bad(f"malformed JSON ({err.msg})")
+        if line.strip():
+            yield lineno, _parsed(line)
 
 
 def list_elements(text: str, where: str, line: int | None = None):
@@ -106,12 +110,8 @@ def _stream_lines(f) -> Iterator[tuple[int, object]]:
     for physical in f:
         for line in physical.splitlines():
             lineno += 1
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as err:
-                yield lineno, _Bad(f"malformed JSON ({err.msg})")
+            if line.strip():
+                yield lineno, _parsed(line)
 
 
 def _stream_list(f, where: str) -> Iterator[tuple[int, object]]:
