@@ -98,6 +98,9 @@ class Preset:
     max_concurrent: int | None = None  # None: as many runs as the cluster's GPUs (or CPUs) hold
     seed_varies: str = "both"  # what a replicate seed changes: "both", "data" or "train"
     fractions: tuple[Fraction, ...] | None = None  # the grid's f values; None: the paper's five
+    # The chat template of every model (`--template`); None: each model preset's own
+    # (trainers.model), else the settings' (the paper's Vicuna).
+    template: str | None = None
 
 
 SHAREGPT = ("hf://datasets/anon8231489123/ShareGPT_Vicuna_unfiltered/"
@@ -234,11 +237,22 @@ def workers_for(preset: Preset, model: str) -> int:
     return gpus_per_run(preset, model) or preset.hardware.workers
 
 
+def template_for(preset: Preset, model: str) -> str:
+    """The chat template `model` trains and is evaluated with: the preset's `--template`, else
+    the model preset's own (trainers.model), else the settings' (an HF id or a path)."""
+    if preset.template is not None:
+        return preset.template
+    spec = MODEL_PRESETS.get(model)
+    return spec.template if spec else preset.settings.template
+
+
 def train_settings(preset: Preset, model: str, workers: int | None = None) -> TrainSettings:
     """The preset's settings for one model size (on `workers` Train workers, default the
-    preset's). The global batch stays the paper's; the micro-batch shrinks where more workers
-    would overshoot it (33B: 16 GPUs, batch 16)."""
+    preset's) and its chat template. The global batch stays the paper's; the micro-batch
+    shrinks where more workers would overshoot it (33B: 16 GPUs, batch 16)."""
     settings = preset.settings
+    if template_for(preset, model) != settings.template:
+        settings = replace(settings, template=template_for(preset, model))
     workers = workers or workers_for(preset, model)
     micro = min(settings.micro_batch, max(1, settings.global_batch // workers))
     if micro != settings.micro_batch:
@@ -271,7 +285,7 @@ def preset_to_dict(preset: Preset) -> dict:
             "settings": preset.settings.to_dict(), "hardware": asdict(preset.hardware),
             "evaluation": asdict(preset.evaluation), "storage": preset.storage,
             "max_concurrent": preset.max_concurrent, "data_seed": preset.data_seed,
-            "seed_varies": preset.seed_varies,
+            "seed_varies": preset.seed_varies, "template": preset.template,
             "fractions": None if preset.fractions is None else [str(f) for f in preset.fractions]}
 
 
@@ -288,4 +302,5 @@ def preset_from_dict(data: dict) -> Preset:
                   hardware=Hardware(**data["hardware"]), evaluation=Evaluation(**evaluation),
                   storage=data["storage"], max_concurrent=data["max_concurrent"],
                   data_seed=data["data_seed"], seed_varies=data.get("seed_varies", "both"),
+                  template=data.get("template"),
                   fractions=None if fractions is None else tuple(Fraction(f) for f in fractions))
