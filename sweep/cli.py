@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
 
-from sweep import grid, presets
+from sweep import grid, presets, simulate
 from sweep.presets import Preset
 from trainers.data.recipe import parse_amount
 from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
@@ -42,6 +42,13 @@ def parse_source(text: str) -> tuple[str, str]:
     if not sep or not name or not location:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PATH_OR_HF_ID")
     return name.strip(), location.strip()
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated names")
+    return names
 
 
 def build_parser(question: str) -> argparse.ArgumentParser:
@@ -71,6 +78,20 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     p.add_argument("--cluster-config", help="the cluster's launcher config (default on a `ray up` "
                    "head: ~/ray_bootstrap_config.yaml): runs at once follow what it can grow to")
     p.add_argument("--max-concurrent", type=int, help="runs at once (default: fit the cluster)")
+    p.add_argument("--strategies", type=parse_names,
+                   help="only these strategies, comma-separated as in run ids (math_only, "
+                        "multi_task, sequential, mixed_sequential, dmt, mix...); the base run "
+                        "stays")
+    p.add_argument("--workers", type=int,
+                   help="Train workers per run on a CPU preset (default: the preset's)")
+    p.add_argument("--simulate-gpus", nargs="?", const=simulate.DEFAULT_LIKE, metavar="MODEL",
+                   help="ask for simulated GPUs (resource sim_gpu) the way paper model MODEL "
+                        f"asks for GPUs, scaled down {simulate.SIM_GPU_SCALE}x (default "
+                        f"{simulate.DEFAULT_LIKE}: 2 per run), computing on CPU: "
+                        "sweep/simulate.py, cluster_sim.yaml")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="a mid-stage checkpoint every STEPS optimizer steps (default: the "
+                        "preset's; not part of stage ids)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     p.add_argument("--mfu", type=float, help="with --dry-run: the MFU for gpu_hours (A100 peak; "
@@ -109,6 +130,7 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         preset = replace(preset, max_concurrent=args.max_concurrent)
     if args.source:
         preset = replace(preset, sources=override_sources(preset, dict(args.source)))
+    preset = hardware_from_args(preset, args)
     if args.vary_seed:
         preset = replace(preset, seed_varies=args.vary_seed)
     try:
@@ -117,6 +139,27 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         raise SystemExit(str(e)) from None
     if args.unsafe_sandbox:
         preset = replace(preset, evaluation=replace(preset.evaluation, unsafe_sandbox=True))
+    return preset
+
+
+def hardware_from_args(preset: Preset, args: argparse.Namespace) -> Preset:
+    """--workers, --simulate-gpus and --checkpoint-every applied to the preset."""
+    if args.workers is not None:
+        if preset.hardware.use_gpu:
+            raise SystemExit("--workers is for CPU presets: a GPU run has one worker per GPU")
+        if args.workers < 1:
+            raise SystemExit("--workers must be >= 1")
+        preset = replace(preset, hardware=replace(preset.hardware, workers=args.workers))
+    if args.simulate_gpus:
+        try:
+            preset = simulate.simulate_gpus(preset, args.simulate_gpus)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+    if args.checkpoint_every is not None:
+        if args.checkpoint_every < 0:
+            raise SystemExit("--checkpoint-every must be >= 0 (0: none)")
+        preset = replace(preset, settings=replace(
+            preset.settings, checkpoint_every_steps=args.checkpoint_every))
     return preset
 
 
@@ -202,8 +245,21 @@ def build_runs(question: str, args: argparse.Namespace, preset: Preset) -> list:
     fractions = args.fractions or preset.fractions or grid.FRACTIONS
     ks = getattr(args, "ks", None) or grid.KS
     if question == "all":
-        return grid.build_all(preset.models, fractions, ks, args.seeds, tsne=args.tsne)
-    return grid.build_grid(question, preset.models, fractions, ks, seeds=args.seeds)
+        runs = grid.build_all(preset.models, fractions, ks, args.seeds, tsne=args.tsne)
+    else:
+        runs = grid.build_grid(question, preset.models, fractions, ks, seeds=args.seeds)
+    return only_strategies(runs, args.strategies) if args.strategies else runs
+
+
+def only_strategies(runs: list, names: Sequence[str]) -> list:
+    """The base runs and the runs of the named strategies (as run ids spell them)."""
+    from sweep.plan import strategy_slug
+
+    known = {strategy_slug(r.strategy) for r in runs if r.stages}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise SystemExit(f"--strategies: {unknown} not in this grid; it has {sorted(known)}")
+    return [r for r in runs if not r.stages or strategy_slug(r.strategy) in names]
 
 
 def entry(question: str) -> None:

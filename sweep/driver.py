@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweep import plan as planning
+from sweep.budget import write_planned
 from sweep.concurrency import DRIVER_RESOURCE
 from sweep.grid import Run
 from sweep.presets import Preset, source_specs
@@ -73,10 +74,9 @@ def init_ray(address: str | None, temp_dir: str | None,
     return True, (url if not url or "://" in url else f"http://{url}")
 
 
-def pending_jobs(runs, preset: Preset, storage: Storage, summary: SweepSummary,
+def pending_jobs(plan: planning.Plan, preset: Preset, storage: Storage, summary: SweepSummary,
                  provenance: dict | None = None) -> list[TrialJob]:
     jobs = []
-    plan = planning.build_plan(runs, preset)  # one entry per distinct run
     summary.runs = len(plan.runs)
     for p in plan.runs:
         if has_result(storage, p.run_id):
@@ -101,7 +101,10 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
     # Tune runs each trial in a working dir of its own: a relative "./runs" would put results there.
     preset = dataclasses.replace(preset, storage=storage.uri)
     summary = SweepSummary(runs=len(runs))
-    jobs = pending_jobs(runs, preset, storage, summary, sweep_provenance(preset))
+    plan = planning.build_plan(runs, preset)  # one entry per distinct run
+    jobs = pending_jobs(plan, preset, storage, summary, sweep_provenance(preset))
+    if jobs:  # what the report sets the runs' GPU hours against (sweep/budget.py)
+        write_planned(storage, plan, _sweep_name(runs, preset))
     judging = DriverJudging(storage, judge) if judge is not None else None
     if jobs:
         source_specs(preset, storage)  # write built-in corpora once, before trials race for it

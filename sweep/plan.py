@@ -233,7 +233,7 @@ def run_id(run: Run, preset: Preset, ids: Sequence[str] | None = None) -> str:
         "fraction": _text(run.fraction), "k": _text(run.k), "seed": run.seed,
         "evals": evaluation_identity(ev),
     })
-    return f"{run.question}-{_slug(run.strategy)}-{digest[:10]}"
+    return f"{run.question}-{strategy_slug(run.strategy)}-{digest[:10]}"
 
 
 def evaluation_identity(ev) -> list:
@@ -246,7 +246,8 @@ def _text(x: Fraction | None) -> str | None:
     return None if x is None else f"{x.numerator}/{x.denominator}"
 
 
-def _slug(text: str) -> str:
+def strategy_slug(text: str) -> str:
+    """"mixed sequential" -> "mixed_sequential", "DMT" -> "dmt": as run ids spell it."""
     return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
 
 
@@ -364,6 +365,9 @@ def summary_lines(plan: Plan, preset: Preset) -> list[str]:
             f"gpu_hours {plan.gpu_hours:,.0f} (naive {plan.naive_gpu_hours:,.0f}) = 6 x params x "
             f"processed_tokens / ({t.device} bf16 peak {t.peak_flops / 1e12:.0f} TFLOP/s x MFU "
             f"{t.mfu:.1%}, {t.source}); GPUs per run {walls}")
+    elif preset.hardware.accelerator:
+        lines.append(f"gpu_hours: none (simulated: each run asks for {preset.hardware.workers} "
+                     f"{preset.hardware.accelerator}, one per Train worker, and computes on CPU)")
     else:
         lines.append("gpu_hours: none (CPU preset)")
     per_run = plan.judge_calls_per_run

@@ -33,6 +33,27 @@ class Hardware:
     # the stage's own restarts): finished stages are reused, a stage in flight resumes from its
     # last mid-stage checkpoint in storage, finished evaluations come from the cache.
     trial_retries: int = 0
+    # Simulated GPUs (--simulate-gpus, sweep/simulate.py): each Train worker, and a run's
+    # evaluation, asks for one of this custom resource instead of a GPU and computes on CPU.
+    accelerator: str | None = None
+
+    def worker_resources(self) -> dict[str, float]:
+        """What one Train worker asks Ray for. A GPU worker names no CPU: Ray Train then asks
+        for none, and the node's CPUs stay for Ray Data's tasks."""
+        if self.use_gpu:
+            return {"GPU": 1}
+        if self.accelerator:
+            return {self.accelerator: 1}
+        return {"CPU": self.cpus_per_worker}
+
+    def eval_options(self) -> dict:
+        """Ray options of a run's evaluation task: its GPUs, one simulated GPU, or nothing
+        (a CPU run evaluates after its training, on the CPUs its workers held)."""
+        if self.use_gpu:
+            return {"num_gpus": self.eval_gpus}
+        if self.accelerator:
+            return {"resources": {self.accelerator: 1}}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -230,8 +251,14 @@ def gpus_per_run(preset: Preset, model: str) -> int:
 
 
 def workers_for(preset: Preset, model: str) -> int:
-    """Train workers per run: one per GPU on GPU presets, the preset's count on CPU."""
+    """Train workers per run: one per GPU on GPU presets, the preset's count on CPU (and one
+    per simulated GPU under --simulate-gpus: sweep/simulate.py sets the count)."""
     return gpus_per_run(preset, model) or preset.hardware.workers
+
+
+def accelerator_of(preset: Preset) -> str | None:
+    """The resource runs are sized by: "GPU", the simulated one, or None (CPUs)."""
+    return "GPU" if preset.hardware.use_gpu else preset.hardware.accelerator
 
 
 def train_settings(preset: Preset, model: str, workers: int | None = None) -> TrainSettings:
