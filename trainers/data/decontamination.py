@@ -23,8 +23,9 @@ REASON = "contaminated:"
 
 
 def items_payload(items: Iterable[TestItem], n: int) -> dict:
-    """What the items file holds: the n-gram length and every item's test, id and texts."""
-    return {"ngram": n, "items": [[i.test, i.id, list(i.texts)] for i in items]}
+    """What the items file holds: the n-gram length and every item's test, id and texts, in
+    one order (the same tests named in another order are the same items, the same file)."""
+    return {"ngram": n, "items": sorted([i.test, i.id, list(i.texts)] for i in items)}
 
 
 def items_rel(payload: dict) -> str:

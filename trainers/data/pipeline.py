@@ -24,15 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trainers.data.builtin_sources import HELD_OUT  # the built-in corpora's test splits
 from trainers.data.data_report import build_report
 from trainers.data.ordering import order_epochs
 from trainers.data.recipe import Recipe, format_amount, format_recipe
 from trainers.data.records import RecordError, Rejects
 from trainers.data.selection import count_for, selection_key
 from trainers.data.sources import SourceSpec
-
-HELD_OUT = frozenset({"math_test", "general_test"})  # the built-in corpora's test splits
-
 
 # ---- driver side: plan, scan, select from small keys -------------------------------------------
 
