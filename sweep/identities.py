@@ -98,7 +98,10 @@ def write_test_items(preset: Preset, storage: Storage | None) -> str:
     from trainers.data.decontamination import items_payload, items_rel
     from trainers.data.overlap import DEFAULT_N
 
-    items, info = load_tests(",".join(preset.decontaminate))
+    try:
+        items, info = load_tests(",".join(preset.decontaminate))
+    except OSError as err:  # a named file that is not there (a bad one is a RecordError)
+        raise ValueError(f"--decontaminate: {err}") from None
     missing = {t: i["unavailable"] for t, i in info.items() if "unavailable" in i}
     if missing:
         raise ValueError(f"--decontaminate: test sets unavailable: {missing}; name their files "

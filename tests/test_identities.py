@@ -158,3 +158,15 @@ def test_decontaminate_is_another_source_and_writes_its_items_once(tmp_path, cap
     assert {n for n, s in specs.items() if s.decontaminate == items} == {
         "math", "code", "general", "general_nocm"}  # the held-out splits stay whole
     assert resolve_preset(smoke, storage=storage).decontamination_items == items
+
+
+def test_decontaminate_names_what_it_cannot_load(tmp_path):
+    with pytest.raises(SystemExit, match="--decontaminate: .*nope.jsonl"):
+        cli.main("rq4", ["--preset", "smoke", "--dry-run", "--decontaminate",
+                         f"gsm8k={tmp_path / 'nope.jsonl'}"])
+    bad = tmp_path / "gsm8k.jsonl"
+    bad.write_text('{"question": "q"}\n')
+    with pytest.raises(SystemExit, match="gsm8k.jsonl:1: no string field 'answer'"):
+        cli.main("rq4", ["--preset", "smoke", "--dry-run", "--decontaminate", f"gsm8k={bad}"])
+    with pytest.raises(SystemExit, match="unknown test set 'mmlu'"):
+        cli.main("rq4", ["--preset", "smoke", "--dry-run", "--decontaminate", "mmlu"])
