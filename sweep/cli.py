@@ -3,6 +3,7 @@
     python -m sweep.rq2 [--preset smoke|local|paper] [--models ...] [--fractions ...]
         [--seeds N [--vary-seed both|data|train]] [--storage PATH_OR_URI] [--address auto]
         [--max-concurrent N] [--dry-run [--json]] [--verbose] [--mlflow URI]
+        [--decontaminate [gsm8k,humaneval,...]] [--require-resolved]
         [--judge-url URL --judge-model M] [--judge-key-env NAME] [--unsafe-sandbox]
     python -m sweep.all [same flags] [--ks ...] [--tsne]     (every question, one sweep)
 
@@ -74,6 +75,7 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     p.add_argument("--storage", help="local folder or s3:// / gs:// URI (default: preset)")
     p.add_argument("--source", type=parse_source, action="append", default=[],
                    help="override a training source: NAME=PATH_OR_HF_ID (repeatable)")
+    add_content_flags(p)
     p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster)")
     p.add_argument("--cluster-config", help="the cluster's launcher config (default on a `ray up` "
                    "head: ~/ray_bootstrap_config.yaml): runs at once follow what it can grow to")
@@ -116,6 +118,31 @@ def build_parser(question: str) -> argparse.ArgumentParser:
                    help="run HumanEval's model code even without bubblewrap or namespaces "
                         "(refused otherwise; recorded in the results' isolation column)")
     return p
+
+
+def add_content_flags(p: argparse.ArgumentParser) -> None:
+    """--decontaminate and --require-resolved: every sweep command and sweep.finetune."""
+    p.add_argument("--decontaminate", nargs="?", const="", default=None, metavar="TESTS",
+                   help="leave out training samples sharing a 13-gram with a test item, "
+                        "counted as contaminated:<test>: the preset's evals among gsm8k, "
+                        "humaneval, mtbench, or those named (gsm8k,humaneval or NAME=PATH)")
+    p.add_argument("--require-resolved", action="store_true",
+                   help="refuse to plan or run when a source's or model's content cannot be "
+                        "identified (offline and not in the hub cache, a missing file)")
+
+
+def with_content_flags(preset: Preset, args: argparse.Namespace, storage=None) -> Preset:
+    """The preset with --decontaminate applied and every content identity resolved once
+    (sweep/identities.py); a dry run resolves offline and writes nothing."""
+    from sweep.identities import resolve_preset, with_decontamination
+
+    try:
+        if args.decontaminate is not None:
+            preset = with_decontamination(preset, args.decontaminate)
+        return resolve_preset(preset, storage=storage, offline=args.dry_run,
+                              require=args.require_resolved)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def preset_from_args(args: argparse.Namespace) -> Preset:
@@ -206,6 +233,7 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")
     runs = build_runs(question, args, preset)
+    preset = with_content_flags(preset, args, None if args.dry_run else _storage(preset))
     if args.dry_run:
         from sweep.plan import build_plan, format_plan, plan_json, throughput_from
 
@@ -238,6 +266,12 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
         out = write_report(preset.storage)
         print(f"report: {out}")
     return 0 if summary.ok else 1
+
+
+def _storage(preset: Preset):
+    from trainers.storage import Storage
+
+    return Storage(preset.storage)
 
 
 def build_runs(question: str, args: argparse.Namespace, preset: Preset) -> list:

@@ -20,6 +20,7 @@ from sweep import plan as planning
 from sweep.budget import write_planned
 from sweep.concurrency import DRIVER_RESOURCE
 from sweep.grid import Run
+from sweep.identities import resolve_preset
 from sweep.presets import Preset, source_specs
 from sweep.provenance import sweep_provenance
 from sweep.results import has_result
@@ -100,6 +101,9 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
     storage = Storage(preset.storage)
     # Tune runs each trial in a working dir of its own: a relative "./runs" would put results there.
     preset = dataclasses.replace(preset, storage=storage.uri)
+    # What the sources and models contain, once for every trial (a no-op when the command
+    # resolved it already): stage ids hash it, so trials must not each look again.
+    preset = resolve_preset(preset, storage=storage)
     summary = SweepSummary(runs=len(runs))
     plan = planning.build_plan(runs, preset)  # one entry per distinct run
     jobs = pending_jobs(plan, preset, storage, summary, sweep_provenance(preset))

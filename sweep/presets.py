@@ -119,6 +119,12 @@ class Preset:
     max_concurrent: int | None = None  # None: as many runs as the cluster's GPUs (or CPUs) hold
     seed_varies: str = "both"  # what a replicate seed changes: "both", "data" or "train"
     fractions: tuple[Fraction, ...] | None = None  # the grid's f values; None: the paper's five
+    # --decontaminate: test sets whose overlapping samples every training source leaves out
+    # (empty: raw sources); once resolved (sweep/identities.py), the test-items file in storage.
+    decontaminate: tuple[str, ...] = ()
+    decontamination_items: str | None = None
+    # The base models' content identities ((model, identity), ...), resolved at sweep start.
+    model_contents: tuple[tuple[str, str], ...] = ()
 
 
 SHAREGPT = ("hf://datasets/anon8231489123/ShareGPT_Vicuna_unfiltered/"
@@ -279,8 +285,20 @@ def source_specs(preset: Preset, storage: Storage) -> dict:
     the storage and named by their content, so every trial and worker on any node reads the
     same bytes (the held-out splits included: evaluation reads them)."""
     if preset.sources:
-        return {s.name: s for s in preset.sources}
-    return builtin_specs(preset, storage)
+        return decontaminated({s.name: s for s in preset.sources}, preset)
+    return decontaminated(builtin_specs(preset, storage), preset)
+
+
+def decontaminated(specs: dict, preset: Preset) -> dict:
+    """The training sources reading the preset's test items (--decontaminate), if any; the
+    built-in held-out splits stay whole (evaluation reads them)."""
+    from trainers.data.builtin_sources import HELD_OUT
+
+    items = preset.decontamination_items
+    if items is None:
+        return specs
+    return {name: spec if name in HELD_OUT else replace(spec, decontaminate=items)
+            for name, spec in specs.items()}
 
 
 def builtin_specs(preset: Preset, storage: Storage) -> dict:
@@ -299,7 +317,10 @@ def preset_to_dict(preset: Preset) -> dict:
             "evaluation": asdict(preset.evaluation), "storage": preset.storage,
             "max_concurrent": preset.max_concurrent, "data_seed": preset.data_seed,
             "seed_varies": preset.seed_varies,
-            "fractions": None if preset.fractions is None else [str(f) for f in preset.fractions]}
+            "fractions": None if preset.fractions is None else [str(f) for f in preset.fractions],
+            "decontaminate": list(preset.decontaminate),
+            "decontamination_items": preset.decontamination_items,
+            "model_contents": [list(p) for p in preset.model_contents]}
 
 
 def preset_from_dict(data: dict) -> Preset:
@@ -315,4 +336,7 @@ def preset_from_dict(data: dict) -> Preset:
                   hardware=Hardware(**data["hardware"]), evaluation=Evaluation(**evaluation),
                   storage=data["storage"], max_concurrent=data["max_concurrent"],
                   data_seed=data["data_seed"], seed_varies=data.get("seed_varies", "both"),
-                  fractions=None if fractions is None else tuple(Fraction(f) for f in fractions))
+                  fractions=None if fractions is None else tuple(Fraction(f) for f in fractions),
+                  decontaminate=tuple(data.get("decontaminate", ())),
+                  decontamination_items=data.get("decontamination_items"),
+                  model_contents=tuple((m, c) for m, c in data.get("model_contents", ())))

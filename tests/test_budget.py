@@ -8,13 +8,15 @@ import pytest
 
 from sweep import cli, grid, presets
 from sweep.budget import budget, planned_by_run
+from sweep.identities import resolve_preset
 from sweep.plan import build_plan
 from sweep.results import Measurement, RunCost, rows_for, write_result
 from trainers.storage import Storage
 
 
 def test_dry_run_after_a_partial_sweep_shows_planned_used_and_left(tmp_path, capsys):
-    preset = presets.paper()
+    # Resolved offline, as the dry run resolves it (sweep/identities.py): the same run ids.
+    preset = resolve_preset(presets.paper(), offline=True)
     plan = build_plan(grid.build_grid("rq2", ["llama_7b"]), preset)
     planned = planned_by_run(plan)
     assert sum(planned.values()) == pytest.approx(plan.gpu_hours)  # shared stages count once
