@@ -1,9 +1,9 @@
 """The project's import graph between its parts, read from the source (ast: imports inside
 functions count too). Parts: sweep (the application), evals, trainers (the training side),
 trainers.data (the data side) and trainers.base (what both sides stand on: model, storage,
-identity, settings). Imports go one way: sweep -> evals -> trainers.data -> trainers.base, and
-sweep -> trainers -> trainers.data; evals uses the model loader and the data side, never the
-training side. Prints each edge with the modules behind it:
+identity, settings, content). Imports go one way: sweep -> evals -> trainers.data ->
+trainers.base, and sweep -> trainers -> trainers.data; evals uses the model loader and the
+data side, never the training side. Prints each edge with the modules behind it:
     python scripts/import_graph.py            # part -> part edges
     python scripts/import_graph.py --modules  # module -> module edges
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("sweep", "evals", "trainers")
 BASE = {"trainers.model", "trainers.storage", "trainers.s3_conditional", "trainers.identity",
-        "trainers.settings"}
+        "trainers.settings", "trainers.content"}
 ALLOWED = {("sweep", "evals"), ("sweep", "trainers"), ("sweep", "trainers.data"),
            ("sweep", "trainers.base"), ("evals", "trainers.data"), ("evals", "trainers.base"),
            ("trainers", "trainers.data"), ("trainers", "trainers.base"),

@@ -4,6 +4,7 @@
         [--fractions ...]
         [--seeds N [--vary-seed both|data|train]] [--storage PATH_OR_URI] [--address auto]
         [--max-concurrent N] [--dry-run [--json]] [--verbose] [--mlflow URI]
+        [--decontaminate [gsm8k,humaneval,...]] [--require-resolved]
         [--judge-url URL --judge-model M] [--judge-key-env NAME] [--unsafe-sandbox]
     python -m sweep.all [same flags] [--ks ...] [--tsne]     (every question, one sweep)
 
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
 
-from sweep import grid, presets
+from sweep import grid, presets, simulate
 from sweep.presets import Preset
 from trainers.data.recipe import parse_amount
 from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
@@ -44,6 +45,13 @@ def parse_source(text: str) -> tuple[str, str]:
     if not sep or not name or not location:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PATH_OR_HF_ID")
     return name.strip(), location.strip()
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated names")
+    return names
 
 
 def build_parser(question: str) -> argparse.ArgumentParser:
@@ -72,10 +80,25 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     p.add_argument("--storage", help="local folder or s3:// / gs:// URI (default: preset)")
     p.add_argument("--source", type=parse_source, action="append", default=[],
                    help="override a training source: NAME=PATH_OR_HF_ID (repeatable)")
+    add_content_flags(p)
     p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster)")
     p.add_argument("--cluster-config", help="the cluster's launcher config (default on a `ray up` "
                    "head: ~/ray_bootstrap_config.yaml): runs at once follow what it can grow to")
     p.add_argument("--max-concurrent", type=int, help="runs at once (default: fit the cluster)")
+    p.add_argument("--strategies", type=parse_names,
+                   help="only these strategies, comma-separated as in run ids (math_only, "
+                        "multi_task, sequential, mixed_sequential, dmt, mix...); the base run "
+                        "stays")
+    p.add_argument("--workers", type=int,
+                   help="Train workers per run on a CPU preset (default: the preset's)")
+    p.add_argument("--simulate-gpus", nargs="?", const=simulate.DEFAULT_LIKE, metavar="MODEL",
+                   help="ask for simulated GPUs (resource sim_gpu) the way paper model MODEL "
+                        f"asks for GPUs, scaled down {simulate.SIM_GPU_SCALE}x (default "
+                        f"{simulate.DEFAULT_LIKE}: 2 per run), computing on CPU: "
+                        "sweep/simulate.py, cluster_sim.yaml")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                   help="a mid-stage checkpoint every STEPS optimizer steps (default: the "
+                        "preset's; not part of stage ids)")
     p.add_argument("--dry-run", action="store_true", help="print the plan; train nothing")
     p.add_argument("--json", action="store_true", help="with --dry-run: the plan as JSON")
     p.add_argument("--mfu", type=float, help="with --dry-run: the MFU for gpu_hours (A100 peak; "
@@ -102,6 +125,31 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_content_flags(p: argparse.ArgumentParser) -> None:
+    """--decontaminate and --require-resolved: every sweep command and sweep.finetune."""
+    p.add_argument("--decontaminate", nargs="?", const="", default=None, metavar="TESTS",
+                   help="leave out training samples sharing a 13-gram with a test item, "
+                        "counted as contaminated:<test>: the preset's evals among gsm8k, "
+                        "humaneval, mtbench, or those named (gsm8k,humaneval or NAME=PATH)")
+    p.add_argument("--require-resolved", action="store_true",
+                   help="refuse to plan or run when a source's or model's content cannot be "
+                        "identified (offline and not in the hub cache, a missing file)")
+
+
+def with_content_flags(preset: Preset, args: argparse.Namespace, storage=None) -> Preset:
+    """The preset with --decontaminate applied and every content identity resolved once
+    (sweep/identities.py); a dry run resolves offline and writes nothing."""
+    from sweep.identities import resolve_preset, with_decontamination
+
+    try:
+        if args.decontaminate is not None:
+            preset = with_decontamination(preset, args.decontaminate)
+        return resolve_preset(preset, storage=storage, offline=args.dry_run,
+                              require=args.require_resolved)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+
+
 def preset_from_args(args: argparse.Namespace) -> Preset:
     preset = presets.get_preset(args.preset)
     if args.models:
@@ -116,6 +164,7 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         preset = replace(preset, max_concurrent=args.max_concurrent)
     if args.source:
         preset = replace(preset, sources=override_sources(preset, dict(args.source)))
+    preset = hardware_from_args(preset, args)
     if args.vary_seed:
         preset = replace(preset, seed_varies=args.vary_seed)
     try:
@@ -124,6 +173,27 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         raise SystemExit(str(e)) from None
     if args.unsafe_sandbox:
         preset = replace(preset, evaluation=replace(preset.evaluation, unsafe_sandbox=True))
+    return preset
+
+
+def hardware_from_args(preset: Preset, args: argparse.Namespace) -> Preset:
+    """--workers, --simulate-gpus and --checkpoint-every applied to the preset."""
+    if args.workers is not None:
+        if preset.hardware.use_gpu:
+            raise SystemExit("--workers is for CPU presets: a GPU run has one worker per GPU")
+        if args.workers < 1:
+            raise SystemExit("--workers must be >= 1")
+        preset = replace(preset, hardware=replace(preset.hardware, workers=args.workers))
+    if args.simulate_gpus:
+        try:
+            preset = simulate.simulate_gpus(preset, args.simulate_gpus)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+    if args.checkpoint_every is not None:
+        if args.checkpoint_every < 0:
+            raise SystemExit("--checkpoint-every must be >= 0 (0: none)")
+        preset = replace(preset, settings=replace(
+            preset.settings, checkpoint_every_steps=args.checkpoint_every))
     return preset
 
 
@@ -170,6 +240,7 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")
     runs = build_runs(question, args, preset)
+    preset = with_content_flags(preset, args, None if args.dry_run else _storage(preset))
     if args.dry_run:
         from sweep.plan import build_plan, format_plan, plan_json, throughput_from
 
@@ -204,13 +275,32 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
     return 0 if summary.ok else 1
 
 
+def _storage(preset: Preset):
+    from trainers.storage import Storage
+
+    return Storage(preset.storage)
+
+
 def build_runs(question: str, args: argparse.Namespace, preset: Preset) -> list:
     """The grid of one question, or of every question for `all` (sweep/all.py)."""
     fractions = args.fractions or preset.fractions or grid.FRACTIONS
     ks = getattr(args, "ks", None) or grid.KS
     if question == "all":
-        return grid.build_all(preset.models, fractions, ks, args.seeds, tsne=args.tsne)
-    return grid.build_grid(question, preset.models, fractions, ks, seeds=args.seeds)
+        runs = grid.build_all(preset.models, fractions, ks, args.seeds, tsne=args.tsne)
+    else:
+        runs = grid.build_grid(question, preset.models, fractions, ks, seeds=args.seeds)
+    return only_strategies(runs, args.strategies) if args.strategies else runs
+
+
+def only_strategies(runs: list, names: Sequence[str]) -> list:
+    """The base runs and the runs of the named strategies (as run ids spell them)."""
+    from sweep.plan import strategy_slug
+
+    known = {strategy_slug(r.strategy) for r in runs if r.stages}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise SystemExit(f"--strategies: {unknown} not in this grid; it has {sorted(known)}")
+    return [r for r in runs if not r.stages or strategy_slug(r.strategy) in names]
 
 
 def entry(question: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweep.presets import Preset, gpus_per_run, workers_for
+from sweep.presets import Preset, accelerator_of, gpus_per_run, workers_for
 
 DRIVER_RESOURCE = "train_driver"
 DRIVER_SHARE = 0.01  # per trial: 100 trials per unit of the resource
@@ -54,19 +54,22 @@ def read_cluster_config(path: str | Path | None) -> tuple[dict | None, str | Non
 
 def max_concurrent(preset: Preset, models, resources: dict,
                    capacity: dict | None = None) -> int:
-    """Runs at once. GPUs: as many runs as the cluster's GPUs hold once grown (`capacity`), or
-    as it is now when no config says how far it grows. CPUs: what the Train workers need plus
-    one CPU for the trial's own data and evaluation work, so workers never starve (1 on 2 CPUs)."""
+    """Runs at once. GPUs (real or simulated): as many runs as the cluster's GPUs hold once
+    grown (`capacity`), or as it is now when no config says how far it grows. CPUs: what the
+    Train workers need plus one CPU for the trial's own data and evaluation work, so workers
+    never starve (1 on 2 CPUs)."""
     if preset.max_concurrent:
         return preset.max_concurrent
     have = {k: max(float(resources.get(k, 0)), float((capacity or {}).get(k, 0)))
             for k in set(resources) | set(capacity or {})}
-    if preset.hardware.use_gpu:
-        need = max(gpus_per_run(preset, m) for m in models)
-        gpus = int(have.get("GPU", 0))
-        if gpus == 0:
-            print("note: the cluster shows no GPUs and no cluster config says how far it grows "
-                  "(--cluster-config): one run at a time unless you pass --max-concurrent")
-        return max(1, gpus // need)
+    accelerator = accelerator_of(preset)
+    if accelerator:
+        need = max(gpus_per_run(preset, m) or workers_for(preset, m) for m in models)
+        count = int(have.get(accelerator, 0))
+        if count == 0:
+            print(f"note: the cluster shows no {accelerator} and no cluster config says how far "
+                  "it grows (--cluster-config): one run at a time unless you pass "
+                  "--max-concurrent")
+        return max(1, count // need)
     per_run = max(workers_for(preset, m) for m in models) * preset.hardware.cpus_per_worker + 1
     return max(1, int(have.get("CPU", 1) // per_run))

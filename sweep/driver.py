@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sweep import plan as planning
+from sweep.budget import write_planned
 from sweep.concurrency import DRIVER_RESOURCE
 from sweep.grid import Run
+from sweep.identities import resolve_preset
 from sweep.presets import Preset, source_specs
 from sweep.provenance import sweep_provenance
 from sweep.results import has_result
@@ -73,10 +75,9 @@ def init_ray(address: str | None, temp_dir: str | None,
     return True, (url if not url or "://" in url else f"http://{url}")
 
 
-def pending_jobs(runs, preset: Preset, storage: Storage, summary: SweepSummary,
+def pending_jobs(plan: planning.Plan, preset: Preset, storage: Storage, summary: SweepSummary,
                  provenance: dict | None = None) -> list[TrialJob]:
     jobs = []
-    plan = planning.build_plan(runs, preset)  # one entry per distinct run
     summary.runs = len(plan.runs)
     for p in plan.runs:
         if has_result(storage, p.run_id):
@@ -100,8 +101,14 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
     storage = Storage(preset.storage)
     # Tune runs each trial in a working dir of its own: a relative "./runs" would put results there.
     preset = dataclasses.replace(preset, storage=storage.uri)
+    # What the sources and models contain, once for every trial (a no-op when the command
+    # resolved it already): stage ids hash it, so trials must not each look again.
+    preset = resolve_preset(preset, storage=storage)
     summary = SweepSummary(runs=len(runs))
-    jobs = pending_jobs(runs, preset, storage, summary, sweep_provenance(preset))
+    plan = planning.build_plan(runs, preset)  # one entry per distinct run
+    jobs = pending_jobs(plan, preset, storage, summary, sweep_provenance(preset))
+    if jobs:  # what the report sets the runs' GPU hours against (sweep/budget.py)
+        write_planned(storage, plan, _sweep_name(runs, preset))
     judging = DriverJudging(storage, judge) if judge is not None else None
     if jobs:
         source_specs(preset, storage)  # write built-in corpora once, before trials race for it

@@ -17,13 +17,13 @@ from trainers.storage import Storage
 
 def evaluate_outside_trial_group(job_config: dict, last_stage) -> list[Measurement]:
     """Evaluate in a task of its own: on GPU presets it holds the evaluation's GPU (the trial
-    itself sits on the CPU head node), on CPU presets it takes no resource, like the trial."""
+    itself sits on the CPU head node), under --simulate-gpus one simulated GPU (so it runs on
+    a worker node, and finds the stage through storage), on CPU presets no resource."""
     import ray
 
     job = TrialJob.from_config(job_config)
-    gpus = job.preset.hardware.eval_gpus if job.preset.hardware.use_gpu else 0
-    task = ray.remote(_evaluate_task).options(num_cpus=0, num_gpus=gpus,
-                                              scheduling_strategy="DEFAULT")
+    task = ray.remote(_evaluate_task).options(num_cpus=0, scheduling_strategy="DEFAULT",
+                                              **job.preset.hardware.eval_options())
     return ray.get(task.remote(job_config, last_stage))
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from sweep import strategies as st
-from sweep.cli import override_sources
+from sweep.cli import add_content_flags, override_sources, with_content_flags
 from sweep.grid import Run
-from sweep.plan import seeded, sources_fingerprint
+from sweep.plan import model_content, seeded, sources_fingerprint
 from sweep.presets import PRESETS, Preset, get_preset, source_specs, workers_for
 from trainers.contracts import StageEvent
 from trainers.data.recipe import Amount, format_recipe, make_recipe, parse_amount, parse_recipe
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress-bars", action="store_true", help="show Ray Data's progress bars")
     p.add_argument("--max-failures", type=int, default=1, help="worker-group restarts per stage")
     p.add_argument("--dry-run", action="store_true", help="print the stage ids; train nothing")
+    add_content_flags(p)
     return p
 
 
@@ -167,6 +168,7 @@ class Job:
     data_seed: int
     workers: int
     sources_fp: dict
+    model_content: str | None = None  # the base model's content identity (sweep/identities.py)
 
     @property
     def stages(self) -> tuple[st.Stage, ...]:
@@ -184,10 +186,19 @@ def build_job(args: argparse.Namespace) -> Job:
     preset = replace(preset, models=(model,), settings=build_settings(args, preset.settings),
                      sources=build_sources(args, preset, needed), hardware=hardware,
                      template=args.template or preset.template)
+    # Contents resolved as the sweep resolves them, so the ids match (a dry run writes nothing).
+    preset = with_content_flags(preset, args, None if args.dry_run else _storage(args.storage))
     run = Run("finetune", model, args.strategy, stages, stages[-1].recipe, seed=args.seed)
     workers = args.workers or workers_for(preset, model)
     settings, data_seed = seeded(run, preset, workers)
-    return Job(preset, run, settings, data_seed, workers, sources_fingerprint(preset))
+    return Job(preset, run, settings, data_seed, workers, sources_fingerprint(preset),
+               model_content(preset, model))
+
+
+def _storage(uri: str):
+    from trainers.storage import Storage
+
+    return Storage(uri)
 
 
 def plan(job: Job) -> list:
@@ -195,7 +206,8 @@ def plan(job: Job) -> list:
     from trainers.stages import plan_stages
 
     return plan_stages(job.run.model, job.stages, job.sources_fp, settings=job.settings,
-                       seed=job.data_seed, sources_fp=job.sources_fp)
+                       seed=job.data_seed, sources_fp=job.sources_fp,
+                       model_content=job.model_content)
 
 
 def print_event(event: StageEvent) -> None:
@@ -241,7 +253,8 @@ def train(args: argparse.Namespace, job: Job) -> list:
 
     storage = Storage(args.storage)
     specs = source_specs(job.preset, Storage(args.corpora) if args.corpora else storage)
-    options = {"settings": job.settings, "seed": job.data_seed, "sources_fp": job.sources_fp}
+    options = {"settings": job.settings, "seed": job.data_seed, "sources_fp": job.sources_fp,
+               "model_content": job.model_content}
     if missing_stages(job.run.model, job.stages, specs, storage, **options):
         connect_ray(args.address)  # only training needs Ray: a full re-run skips its start-up
         if not args.progress_bars:

@@ -22,7 +22,7 @@ from pathlib import Path
 from evals.judge import JudgeConfig
 from sweep import lengths
 from sweep.grid import Run
-from sweep.presets import Preset, gpus_per_run, template_for, train_settings
+from sweep.presets import Preset, decontaminated, gpus_per_run, template_for, train_settings
 from trainers import identity
 from trainers.data.builtin_sources import builtin_fingerprint
 from trainers.data.recipe import Amount, format_recipe
@@ -189,10 +189,19 @@ def stage_gpu_hours(model: str, tokens: int, preset: Preset,
 
 def sources_fingerprint(preset: Preset) -> dict:
     """What identifies each source, as trainers.identity hashes it: the preset's own sources
-    by where they are, the built-in corpora by what fixes their bytes (trainers.data.builtin_sources)."""
+    by where they are and what they hold (resolved at sweep start: sweep/identities.py), the
+    built-in corpora by what fixes their bytes (trainers.data.builtin_sources); either with
+    the test items they leave out (--decontaminate)."""
     if preset.sources:
-        return identity.fingerprint_sources({s.name: s for s in preset.sources})
-    return builtin_fingerprint(dict(preset.corpus_sizes), preset.data_seed)
+        return identity.fingerprint_sources(decontaminated({s.name: s for s in preset.sources},
+                                                           preset))
+    return builtin_fingerprint(dict(preset.corpus_sizes), preset.data_seed,
+                               preset.decontamination_items)
+
+
+def model_content(preset: Preset, model: str) -> str | None:
+    """The model's content identity when the sweep resolved it (sweep/identities.py)."""
+    return dict(preset.model_contents).get(model)
 
 
 SEED_VARIES = ("both", "data", "train")
@@ -219,7 +228,7 @@ def seeded(run: Run, preset: Preset, workers: int | None = None):
 def run_stage_ids(run: Run, preset: Preset) -> list[str]:
     settings, data_seed = seeded(run, preset)
     return identity.stage_ids(run.model, run.stages, settings, data_seed,
-                              sources_fingerprint(preset))
+                              sources_fingerprint(preset), model_content(preset, run.model))
 
 
 def run_id(run: Run, preset: Preset, ids: Sequence[str] | None = None) -> str:
@@ -229,7 +238,8 @@ def run_id(run: Run, preset: Preset, ids: Sequence[str] | None = None) -> str:
     ev = preset.evaluation
     template = template_for(preset, run.model)
     digest = identity.content_hash({
-        "kind": "sweep-run", "train": identity.run_id(run.model, list(ids)),
+        "kind": "sweep-run",
+        "train": identity.run_id(run.model, list(ids), model_content(preset, run.model)),
         "question": run.question, "strategy": run.strategy,
         "fraction": _text(run.fraction), "k": _text(run.k), "seed": run.seed,
         "evals": evaluation_identity(ev),
@@ -237,7 +247,7 @@ def run_id(run: Run, preset: Preset, ids: Sequence[str] | None = None) -> str:
         # default stays out so the runs planned before templates keep their ids.
         **({"template": template} if template != DEFAULT_TEMPLATE else {}),
     })
-    return f"{run.question}-{_slug(run.strategy)}-{digest[:10]}"
+    return f"{run.question}-{strategy_slug(run.strategy)}-{digest[:10]}"
 
 
 def evaluation_identity(ev) -> list:
@@ -250,7 +260,8 @@ def _text(x: Fraction | None) -> str | None:
     return None if x is None else f"{x.numerator}/{x.denominator}"
 
 
-def _slug(text: str) -> str:
+def strategy_slug(text: str) -> str:
+    """"mixed sequential" -> "mixed_sequential", "DMT" -> "dmt": as run ids spell it."""
     return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
 
 
@@ -380,6 +391,9 @@ def summary_lines(plan: Plan, preset: Preset) -> list[str]:
             f"gpu_hours {plan.gpu_hours:,.0f} (naive {plan.naive_gpu_hours:,.0f}) = 6 x params x "
             f"processed_tokens / ({t.device} bf16 peak {t.peak_flops / 1e12:.0f} TFLOP/s x MFU "
             f"{t.mfu:.1%}, {t.source}); GPUs per run {walls}; params {params}")
+    elif preset.hardware.accelerator:
+        lines.append(f"gpu_hours: none (simulated: each run asks for {preset.hardware.workers} "
+                     f"{preset.hardware.accelerator}, one per Train worker, and computes on CPU)")
     else:
         lines.append("gpu_hours: none (CPU preset)")
     per_run = plan.judge_calls_per_run

@@ -33,6 +33,27 @@ class Hardware:
     # the stage's own restarts): finished stages are reused, a stage in flight resumes from its
     # last mid-stage checkpoint in storage, finished evaluations come from the cache.
     trial_retries: int = 0
+    # Simulated GPUs (--simulate-gpus, sweep/simulate.py): each Train worker, and a run's
+    # evaluation, asks for one of this custom resource instead of a GPU and computes on CPU.
+    accelerator: str | None = None
+
+    def worker_resources(self) -> dict[str, float]:
+        """What one Train worker asks Ray for. A GPU worker names no CPU: Ray Train then asks
+        for none, and the node's CPUs stay for Ray Data's tasks."""
+        if self.use_gpu:
+            return {"GPU": 1}
+        if self.accelerator:
+            return {self.accelerator: 1}
+        return {"CPU": self.cpus_per_worker}
+
+    def eval_options(self) -> dict:
+        """Ray options of a run's evaluation task: its GPUs, one simulated GPU, or nothing
+        (a CPU run evaluates after its training, on the CPUs its workers held)."""
+        if self.use_gpu:
+            return {"num_gpus": self.eval_gpus}
+        if self.accelerator:
+            return {"resources": {self.accelerator: 1}}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,12 @@ class Preset:
     # The chat template of every model (`--template`); None: each model preset's own
     # (trainers.model), else the settings' (the paper's Vicuna).
     template: str | None = None
+    # --decontaminate: test sets whose overlapping samples every training source leaves out
+    # (empty: raw sources); once resolved (sweep/identities.py), the test-items file in storage.
+    decontaminate: tuple[str, ...] = ()
+    decontamination_items: str | None = None
+    # The base models' content identities ((model, identity), ...), resolved at sweep start.
+    model_contents: tuple[tuple[str, str], ...] = ()
 
 
 SHAREGPT = ("hf://datasets/anon8231489123/ShareGPT_Vicuna_unfiltered/"
@@ -233,7 +260,8 @@ def gpus_per_run(preset: Preset, model: str) -> int:
 
 
 def workers_for(preset: Preset, model: str) -> int:
-    """Train workers per run: one per GPU on GPU presets, the preset's count on CPU."""
+    """Train workers per run: one per GPU on GPU presets, the preset's count on CPU (and one
+    per simulated GPU under --simulate-gpus: sweep/simulate.py sets the count)."""
     return gpus_per_run(preset, model) or preset.hardware.workers
 
 
@@ -244,6 +272,11 @@ def template_for(preset: Preset, model: str) -> str:
         return preset.template
     spec = MODEL_PRESETS.get(model)
     return spec.template if spec else preset.settings.template
+
+
+def accelerator_of(preset: Preset) -> str | None:
+    """The resource runs are sized by: "GPU", the simulated one, or None (CPUs)."""
+    return "GPU" if preset.hardware.use_gpu else preset.hardware.accelerator
 
 
 def train_settings(preset: Preset, model: str, workers: int | None = None) -> TrainSettings:
@@ -266,8 +299,20 @@ def source_specs(preset: Preset, storage: Storage) -> dict:
     the storage and named by their content, so every trial and worker on any node reads the
     same bytes (the held-out splits included: evaluation reads them)."""
     if preset.sources:
-        return {s.name: s for s in preset.sources}
-    return builtin_specs(preset, storage)
+        return decontaminated({s.name: s for s in preset.sources}, preset)
+    return decontaminated(builtin_specs(preset, storage), preset)
+
+
+def decontaminated(specs: dict, preset: Preset) -> dict:
+    """The training sources reading the preset's test items (--decontaminate), if any; the
+    built-in held-out splits stay whole (evaluation reads them)."""
+    from trainers.data.builtin_sources import HELD_OUT
+
+    items = preset.decontamination_items
+    if items is None:
+        return specs
+    return {name: spec if name in HELD_OUT else replace(spec, decontaminate=items)
+            for name, spec in specs.items()}
 
 
 def builtin_specs(preset: Preset, storage: Storage) -> dict:
@@ -286,7 +331,10 @@ def preset_to_dict(preset: Preset) -> dict:
             "evaluation": asdict(preset.evaluation), "storage": preset.storage,
             "max_concurrent": preset.max_concurrent, "data_seed": preset.data_seed,
             "seed_varies": preset.seed_varies, "template": preset.template,
-            "fractions": None if preset.fractions is None else [str(f) for f in preset.fractions]}
+            "fractions": None if preset.fractions is None else [str(f) for f in preset.fractions],
+            "decontaminate": list(preset.decontaminate),
+            "decontamination_items": preset.decontamination_items,
+            "model_contents": [list(p) for p in preset.model_contents]}
 
 
 def preset_from_dict(data: dict) -> Preset:
@@ -303,4 +351,7 @@ def preset_from_dict(data: dict) -> Preset:
                   storage=data["storage"], max_concurrent=data["max_concurrent"],
                   data_seed=data["data_seed"], seed_varies=data.get("seed_varies", "both"),
                   template=data.get("template"),
-                  fractions=None if fractions is None else tuple(Fraction(f) for f in fractions))
+                  fractions=None if fractions is None else tuple(Fraction(f) for f in fractions),
+                  decontaminate=tuple(data.get("decontaminate", ())),
+                  decontamination_items=data.get("decontamination_items"),
+                  model_contents=tuple((m, c) for m, c in data.get("model_contents", ())))

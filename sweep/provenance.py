@@ -74,9 +74,13 @@ def _without_credentials(location):
 
 def sweep_provenance(preset: Preset, judge_snapshot: str | None = None) -> dict:
     """The sweep-wide part (per-run parts, model and seed, come from the run itself).
-    `judge_snapshot`: the exact judge model version that graded MT-Bench, when one did."""
+    `judge_snapshot`: the exact judge model version that graded MT-Bench, when one did.
+    Sources and models with their content as the sweep resolved it (sweep/identities.py),
+    and the test sets the sources were decontaminated against."""
     version, dirty = code_version()
     return {"code_version": version, "code_dirty": dirty, "sources": sources_identity(preset),
+            "models": dict(preset.model_contents),
+            "decontaminated_against": list(preset.decontaminate),
             "libraries": library_versions(), "judge_snapshot": judge_snapshot}
 
 
@@ -86,7 +90,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m sweep.provenance", description=__doc__)
     p.add_argument("--preset", default="local", choices=sorted(PRESETS))
     args = p.parse_args(argv)
-    print(json.dumps(sweep_provenance(get_preset(args.preset)), indent=1))
+    from sweep.identities import resolve_preset
+
+    preset = resolve_preset(get_preset(args.preset), offline=True)
+    print(json.dumps(sweep_provenance(preset), indent=1))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from sweep import compare, paper, tables
+from sweep.budget import render_budget, stored_budget
 from sweep.results import read_results
 from sweep.tables import ABILITIES, BASE, COMPANION_TITLES, Cells, cell_text, question_rows
 from trainers.data.recipe import format_amount, parse_recipe
@@ -169,7 +170,8 @@ of n; the interval still bounds it. "general: held-out chat loss" is a PROXY for
 """
 
 
-def build_report(storage: Storage) -> tuple[str, list, Cells]:
+def build_report(storage: Storage | str | Path) -> tuple[str, list, Cells]:
+    storage = storage if isinstance(storage, Storage) else Storage(storage)
     cells = Cells(read_results(storage).to_pylist())
     parts, tested_all = [HEADER], []
     for question in questions_present(cells):
@@ -188,6 +190,7 @@ def build_report(storage: Storage) -> tuple[str, list, Cells]:
         parts.append("MT-Bench: answers generated but not judged (no judge configured).\n")
     parts.append(render_provenance(cells.rows))
     parts.append(render_judges(cells))
+    parts.append(render_budget(stored_budget(storage)))
     return "\n".join(p for p in parts if p), tested_all, cells
 
 
@@ -222,7 +225,8 @@ def write_report(storage: str | Storage, out: str | Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     text, tested, cells = build_report(storage)
     (out / "report.md").write_text(text, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(report_json(cells, tested), indent=1))
+    (out / "report.json").write_text(json.dumps(
+        report_json(cells, tested, stored_budget(storage)), indent=1))
     write_figures(cells, out, storage)
     if not storage.is_local:
         storage.upload_dir(out, "report")
@@ -294,14 +298,15 @@ def render_provenance(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_json(cells: Cells, tested: list) -> dict:
+def report_json(cells: Cells, tested: list, gpu_hours: dict | None = None) -> dict:
     rows = [json_row(r) for r in cells.rows]
     return {"rows": [r for r in rows if r["question"] != "base"],
             "base": [r for r in rows if r["question"] == "base"],
             "judge_snapshot": cells.judge,
             "set_aside_judges": {s: [json_row(r) for r in rs]
                                  for s, rs in sorted(cells.set_aside.items())},
-            "comparisons": [t.to_dict() for t in tested]}
+            "comparisons": [t.to_dict() for t in tested],
+            "gpu_hours": gpu_hours or {}}  # sweep.budget: planned vs used per question
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -320,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.json:
         _, tested, cells = build_report(storage)
-        print(json.dumps(report_json(cells, tested), indent=1))
+        print(json.dumps(report_json(cells, tested, stored_budget(storage)), indent=1))
         return
     print(f"report: {write_report(storage, args.out)}")
 

@@ -54,7 +54,8 @@ SCHEMA = pa.schema([
     # written before it was recorded (read_results fills missing columns with nulls).
     ("code_version", pa.string()),  # "git:<commit>" or "package:<version>"
     ("code_dirty", pa.bool_()),  # tracked files differed from the commit; null outside git
-    ("sources", pa.string()),  # JSON: each source as stage ids identify it
+    ("sources", pa.string()),  # JSON: each source as stage ids identify it (content included)
+    ("model_content", pa.string()),  # the base model's content identity (sweep/identities.py)
     ("torch_version", pa.string()),  # null: not installed
     ("transformers_version", pa.string()),
     ("ray_version", pa.string()),
@@ -62,7 +63,7 @@ SCHEMA = pa.schema([
 ])
 # The judge's snapshot is provenance too, but per row (it graded MT-Bench rows only): the
 # `judge_snapshot` column above.
-PROVENANCE_COLUMNS = ("code_version", "code_dirty", "sources", "torch_version",
+PROVENANCE_COLUMNS = ("code_version", "code_dirty", "sources", "model_content", "torch_version",
                       "transformers_version", "ray_version", "deepspeed_version")
 
 # Which of our metrics the paper's columns report (GSM8K: maj@1 accuracy with answer
@@ -133,7 +134,7 @@ def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
             "gpu_hours": cost.gpu_hours,
             "paper_value": ref and paper.paper_value(run.question, run.model, run.strategy,
                                                      amount, ref),
-            **prov,
+            **prov, "model_content": (provenance or {}).get("models", {}).get(run.model),
         })
     return rows
 

@@ -63,8 +63,9 @@ def train_run(job: TrialJob, storage: Storage, on_event, callback=None) -> list:
         settings=settings, seed=data_seed, workers=workers_for(preset, model),
         use_gpu=hw.use_gpu, on_event=on_event, max_failures=max(1, settings.max_failures),
         fit=functools.partial(fit_with_callbacks, callbacks=[callback] if callback else []),
-        resources_per_worker={"GPU": 1} if hw.use_gpu else {"CPU": hw.cpus_per_worker},
-        sources_fp=planning.sources_fingerprint(preset))
+        resources_per_worker=hw.worker_resources(),
+        sources_fp=planning.sources_fingerprint(preset),
+        model_content=planning.model_content(preset, model))
     ids = tuple(r.stage_id for r in results)
     if ids != job.stage_ids:  # the plan and the trainer must name stages alike
         raise RuntimeError(f"run {job.run_id}: planned stages {job.stage_ids}, trained {ids}")

@@ -12,6 +12,8 @@ import jsonschema
 import ray
 import yaml
 
+from sweep.simulate import SIM_GPU, SIM_GPU_SCALE
+
 CLUSTER = Path(__file__).resolve().parents[1] / "cluster.yaml"
 
 
@@ -60,8 +62,6 @@ def test_describes_the_sweeps_cluster():
     assert "s3://" in CLUSTER.read_text()
 
 
-SIM_GPU_SCALE = 4  # cluster_sim.yaml: one sim_gpu stands for four GPUs
-
 
 def test_the_simulated_cluster_mirrors_the_real_one():
     """cluster_sim.yaml (Ray's fake multi-node provider) has cluster.yaml's worker types, their
@@ -82,7 +82,7 @@ def test_the_simulated_cluster_mirrors_the_real_one():
         sim_type = sim_workers[name]
         assert sim_type["min_workers"] == real_type["min_workers"] == 0
         assert sim_type["max_workers"] == real_type["max_workers"]
-        assert sim_type["resources"]["sim_gpu"] * SIM_GPU_SCALE == real_type["resources"]["GPU"]
+        assert sim_type["resources"][SIM_GPU] * SIM_GPU_SCALE == real_type["resources"]["GPU"]
     real_head = real["available_node_types"][real["head_node_type"]]["resources"]
     sim_head = sim["available_node_types"][sim["head_node_type"]]["resources"]
-    assert sim_head["train_driver"] == real_head["train_driver"] and "sim_gpu" not in sim_head
+    assert sim_head["train_driver"] == real_head["train_driver"] and SIM_GPU not in sim_head

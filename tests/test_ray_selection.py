@@ -102,6 +102,25 @@ def test_every_reject_repair_and_renamed_id_as_read_records_counts_them(
     _check_same(messy, recipe, seed=3, num_blocks=num_blocks)
 
 
+@pytest.mark.parametrize("num_blocks", [1, 4])
+def test_decontamination_leaves_out_what_read_records_leaves_out(ray_local, tmp_path, num_blocks):
+    """Planted test items, one of them also tagged code: both readers give each the same single
+    reason (the test set it overlaps comes first) and keep the same ids."""
+    from test_decontaminated_sources import planted_chats, write_items
+
+    path = tmp_path / "chats.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in planted_chats()))
+    items = write_items(tmp_path)
+    specs = {"clean": SourceSpec("clean", str(path), decontaminate=items),
+             "nocm": SourceSpec("nocm", str(path), exclude_tags=("code", "math"),
+                                decontaminate=items)}
+    rejects = Rejects()
+    read_records(specs["nocm"], rejects=rejects)
+    assert rejects.counts["contaminated:humaneval"] == 1  # tagged code too, counted once
+    recipe = make_recipe([("clean", Fraction(1)), ("nocm", Fraction(1))])
+    _check_same(specs, recipe, seed=5, num_blocks=num_blocks)
+
+
 def test_strict_fails_on_the_first_bad_row_as_read_records_does(ray_local, messy, tmp_path):
     from trainers.data.pipeline import select_sources
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -134,16 +135,19 @@ def test_a_hugging_face_id_goes_to_load_dataset(monkeypatch):
 
     calls = []
 
-    def fake_load_dataset(path, name=None, split=None):
-        calls.append((path, name, split))
+    def fake_load_dataset(path, name=None, split=None, revision=None):
+        calls.append((path, name, split, revision))
         return [{"question": "Q", "answer": "A"}, {"question": "Q2"}]
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     rejects = Rejects()
     spec = SourceSpec("gsm8k", "openai/gsm8k", hf_config="main", split="test")
     records = read_records(spec, rejects=rejects)
-    assert calls == [("openai/gsm8k", "main", "test")]
+    assert calls == [("openai/gsm8k", "main", "test", None)]
     assert len(records) == 1 and rejects.examples["missing field: answer"] == ["openai/gsm8k:2"]
+    # Resolved at sweep start (trainers.content): read at the revision the stage ids name.
+    read_records(dataclasses.replace(spec, content="hub:0a1b2c"))
+    assert calls[-1] == ("openai/gsm8k", "main", "test", "0a1b2c")
 
 
 def test_a_missing_local_file_is_not_mistaken_for_a_hub_id(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from sweep import grid, presets
 from sweep.cli import parse_fractions
+from sweep.identities import resolve_preset
 from sweep.plan import build_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,8 +39,8 @@ def test_rq2_smoke_on_s3_stores_everything_in_the_bucket_and_reruns_nothing(s3, 
     ray_dir = tempfile.mkdtemp(prefix="ray-s3-", dir="/tmp")  # short: Ray's socket paths
     sweep = ["sweep.rq2", "--preset", "smoke", "--fractions", FRACTIONS, "--storage", uri,
              "--ray-temp-dir", ray_dir]
-    plan = build_plan(grid.build_grid("rq2", presets.smoke().models,
-                                      parse_fractions(FRACTIONS)), presets.smoke())
+    smoke = resolve_preset(presets.smoke())  # as the sweep resolves it: the same ids
+    plan = build_plan(grid.build_grid("rq2", smoke.models, parse_fractions(FRACTIONS)), smoke)
     try:
         out = _run(sweep, tmp_path)
         assert f"{len(plan.runs)} finished now, 0 failed" in out

@@ -20,6 +20,7 @@ import pytest
 
 from sweep import grid, presets
 from sweep.cli import parse_fractions
+from sweep.identities import resolve_preset
 from sweep.plan import build_plan
 from sweep.results import read_results
 
@@ -84,7 +85,7 @@ def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
     storage = tmp_path / "runs"
     ray_dir = tempfile.mkdtemp(prefix="ray-h5-", dir="/tmp")  # short: Ray's socket paths
     cmd = _command(ray_dir)
-    preset = presets.smoke()
+    preset = resolve_preset(presets.smoke())  # as the sweep resolves it: the same ids
     fractions = parse_fractions(FRACTIONS)
     plan = build_plan(grid.build_grid("rq2", preset.models, fractions), preset)
     try:

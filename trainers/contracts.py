@@ -102,6 +102,10 @@ class StageManifest:
     use_gpu: bool
     trained_on: str  # host name
     stage_wall_s: float = 0.0  # the whole stage: data, fit, copy
+    # Where the fit ran, one entry per (re)start: {"from_step", "nodes", "started_at"}; a
+    # preempted stage has two or more, the later ones from its checkpoint's step.
+    placements: list = field(default_factory=list)
+    finished_at: float | None = None  # unix s, when the final checkpoint was written
     extra: dict = field(default_factory=dict)  # keys a newer writer added; kept, not lost
 
     def to_dict(self) -> dict:
@@ -112,7 +116,10 @@ class StageManifest:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StageManifest:
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        missing = sorted(n for n in names - set(data) if n != "stage_wall_s")
+        optional = {f.name for f in dataclasses.fields(cls)
+                    if f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING}
+        missing = sorted(n for n in names - set(data) - optional)
         if missing:
             raise ValueError(f"manifest of stage {data.get('stage_id')!r} lacks {missing}")
         return cls(**{k: v for k, v in data.items() if k in names},

@@ -68,15 +68,18 @@ def fingerprint_settings(settings: Any) -> dict:
 
 
 def fingerprint_sources(specs: Mapping[str, Any]) -> dict:
-    """name -> what identifies a source (location, format, HF config, split).
+    """name -> what identifies a source (location, format, HF config, split, and its content
+    and decontamination once resolved: SourceSpec.fingerprint_dict).
 
-    Accepts SourceSpec objects (any dataclass), plain dicts or bare location strings. Only where
-    the data comes from is hashed, not its bytes: replacing a file in place needs a new name or
-    a CODE_VERSION bump to be noticed (hashing ShareGPT on every plan would not be cheap)."""
+    Accepts SourceSpec objects (any dataclass), plain dicts or bare location strings. The bytes
+    enter through `content`, which the sweep resolves once at its start (trainers/content.py,
+    cached by size and mtime), so a file replaced in place renames the stages that read it."""
     out = {}
     for name, spec in specs.items():
         if isinstance(spec, str):
             fields = {"location": spec}
+        elif hasattr(spec, "fingerprint_dict"):  # SourceSpec: its content and test items too
+            fields = dict(spec.fingerprint_dict())
         elif dataclasses.is_dataclass(spec):
             fields = dataclasses.asdict(spec)
         elif isinstance(spec, Mapping):
@@ -120,18 +123,21 @@ def stage_id(parent_id: str, recipe: Sequence[tuple[str, Any]], settings_fingerp
     })
 
 
-def model_id(base_model: str) -> str:
-    """The parent id of a first stage: the model's preset name, HF id or path, as given."""
-    return f"model:{base_model}"
+def model_id(base_model: str, content: str | None = None) -> str:
+    """The parent id of a first stage: the model's preset name, HF id or path, as given, and
+    what its weights are (trainers.content.model_id: a revision or a hash) once resolved."""
+    return f"model:{base_model}" + (f"@{content}" if content is not None else "")
 
 
 def stage_ids(base_model: str, stages: Sequence[Any], settings_fp: Any, seed: int,
-              sources_fp: Mapping[str, Any] | None = None) -> list[str]:
+              sources_fp: Mapping[str, Any] | None = None,
+              model_content: str | None = None) -> list[str]:
     """Ids of a strategy's stages, each chained to the one before. A stage is anything with a
     `.recipe` (sweep.strategies.Stage) or a bare recipe. `settings_fp` is one fingerprint for
-    every stage, or a sequence with one per stage."""
+    every stage, or a sequence with one per stage. `model_content`: the base model's content
+    identity, when resolved."""
     per_stage = _per_stage_settings(settings_fp, len(stages))
-    ids, parent = [], model_id(base_model)
+    ids, parent = [], model_id(base_model, model_content)
     for stage, fp in zip(stages, per_stage):
         parent = stage_id(parent, getattr(stage, "recipe", stage), fp, seed, sources_fp)
         ids.append(parent)
@@ -146,7 +152,9 @@ def _per_stage_settings(settings_fp: Any, n: int) -> list:
     return [settings_fp] * n
 
 
-def run_id(base_model: str, ids: Sequence[str]) -> str:
-    """A whole run: its base model and its chain of stage ids (which already hash everything)."""
+def run_id(base_model: str, ids: Sequence[str], model_content: str | None = None) -> str:
+    """A whole run: its base model and its chain of stage ids (which already hash everything);
+    the model's content too, so a base run (no stages) is renamed when its weights change."""
+    extra = {"model_content": model_content} if model_content is not None else {}
     return content_hash({"kind": "run", "model": str(base_model), "stages": list(ids),
-                         "code_version": CODE_VERSION})
+                         "code_version": CODE_VERSION, **extra})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,6 +210,9 @@ class TrainState:
     loss_curve: list = field(default_factory=list)
     grad_norm_curve: list = field(default_factory=list)
     resumed_from: list = field(default_factory=list)  # the step of each restart's checkpoint
+    # Where each (re)start ran: {"from_step", "nodes" (every rank's, deduplicated),
+    # "started_at"} (unix s); a stage that was never interrupted has one.
+    placements: list = field(default_factory=list)
     done: bool = False
 
     def to_dict(self) -> dict:
@@ -234,6 +238,7 @@ def run_worker(job: WorkerJob, io, *, rank: int, world: int, device) -> dict:
     """One worker's whole stage, whatever launched it (Ray Train or trainers.train_stage):
     build tokenizer, model and backend, restore, train every remaining step, write the final HF
     checkpoint with train_state.json and train_summary.json. `io` is the launcher's part:
+    `node()` (where this worker runs: a Ray node id, or the host name),
     `restore(backend) -> TrainState`, `rows(state)` (this worker's rows past the state's
     position, in (epoch, position) order), `report(metrics)`, `checkpoint(backend, state,
     metrics)`, `final_dir()` (a context manager giving the folder to write) and
@@ -254,6 +259,8 @@ def run_worker(job: WorkerJob, io, *, rank: int, world: int, device) -> dict:
     if state.done:  # a re-run of a finished stage: hand back its final checkpoint
         io.finished_again(state)
         return summary(state)
+    state.placements.append({"from_step": state.step, "nodes": gather_nodes(io.node(), world),
+                             "started_at": round(time.time(), 3)})
     meter = StepMeter()
     start = (state.epoch, state.next_position)
     for epoch, step_in_epoch, rows in iter_steps(io.rows(state), plan, start=start):
@@ -282,7 +289,7 @@ def _write_final(backend, state: TrainState, tokenizer, plan: StepPlan, rank: in
     """Rank 0 writes the HF model (safetensors, config, tokenizer) and the run summary."""
     state.done = True
     metrics = {**summary(state), "total_steps": plan.total_steps, "final": True,
-               "precision": backend.precision_mode}
+               "precision": backend.precision_mode, "finished_at": round(time.time(), 3)}
     with io.final_dir() as directory:
         directory = Path(directory)
         backend.save_hf(directory, tokenizer)  # a collective under ZeRO-3
@@ -329,6 +336,12 @@ class RayIO:
 
     def __init__(self, rank: int, world: int):
         self.rank, self.world = rank, world
+
+    def node(self) -> str:
+        """The Ray node id: on a cluster, which machine this worker ran on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     def restore(self, backend) -> TrainState:
         import ray.train
@@ -402,4 +415,15 @@ def summary(state: TrainState) -> dict:
             "tokens_per_s": state.tokens_seen / state.train_s if state.train_s else 0.0,
             "final_loss": state.loss_curve[-1] if state.loss_curve else None,
             "loss_curve": state.loss_curve, "grad_norm_curve": state.grad_norm_curve,
-            "resumed_from": state.resumed_from}
+            "resumed_from": state.resumed_from, "placements": state.placements}
+
+
+def gather_nodes(node: str, world: int) -> list[str]:
+    """The distinct nodes of every rank (`node` is this rank's), the same list on each rank."""
+    import torch.distributed as dist
+
+    if world == 1 or not dist.is_initialized():
+        return [node]
+    nodes: list = [None] * world
+    dist.all_gather_object(nodes, node)
+    return sorted(set(nodes))

@@ -107,19 +107,17 @@ def _convert_smollm2(out: Path) -> None:
     tmp.rename(out)  # atomic: a half-written folder is never taken for a finished one
 
 
+# tiny_llama's shape as plain data: trainers.content hashes it (with the tokenizer) into the
+# model's identity without importing transformers.
+TINY_LLAMA_SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                    "num_attention_heads": 4, "num_key_value_heads": 2,
+                    "max_position_embeddings": 4096, "tie_word_embeddings": True}
+
+
 def tiny_llama_config(vocab_size: int):
     from transformers import LlamaConfig
 
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-    )
+    return LlamaConfig(vocab_size=vocab_size, **TINY_LLAMA_SHAPE)
 
 
 def smollm2_135m_config():

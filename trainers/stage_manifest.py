@@ -50,6 +50,8 @@ def build_manifest(planned, start_from: str, sources_fp: dict, report: Any, outc
         "use_gpu": use_gpu,
         "trained_on": socket.gethostname(),
         "stage_wall_s": stage_wall_s,
+        "placements": (outcome.metrics or {}).get("placements") or [],
+        "finished_at": (outcome.metrics or {}).get("finished_at"),
     }))
 
 

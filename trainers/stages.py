@@ -62,9 +62,11 @@ def resolve_settings(stage: Any, settings: TrainSettings | None) -> TrainSetting
 
 def plan_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any], *,
                 settings: TrainSettings | None = None, seed: int = 0,
-                sources_fp: Mapping[str, Any] | None = None) -> list[PlannedStage]:
+                sources_fp: Mapping[str, Any] | None = None,
+                model_content: str | None = None) -> list[PlannedStage]:
     """Chain the stage ids of a strategy from `model`. `sources_fp` overrides what identifies the
-    sources (default: the specs' location/format/...); cheap, no torch or ray."""
+    sources (default: the specs' location/format/content...); `model_content` is the model's
+    content identity (trainers.content.model_id), when resolved; cheap, no torch or ray."""
     if not stages:
         raise ValueError("a strategy needs at least one stage")
     recipes = [tuple(getattr(stage, "recipe", stage)) for stage in stages]
@@ -75,8 +77,8 @@ def plan_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any], *,
                              f"that are not given; known: {sorted(specs)}")
     chosen = [resolve_settings(stage, settings) for stage in stages]
     fp = fingerprint_sources(sources_fp if sources_fp is not None else specs)
-    ids = stage_ids(model, recipes, chosen, seed, fp)
-    parents = [model_id(model), *ids[:-1]]
+    ids = stage_ids(model, recipes, chosen, seed, fp, model_content)
+    parents = [model_id(model, model_content), *ids[:-1]]
     return [PlannedStage(i, sid, parent, recipe, s)
             for i, (sid, parent, recipe, s) in enumerate(zip(ids, parents, recipes, chosen))]
 
@@ -121,8 +123,8 @@ def run_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
                fit: Callable | None = None,
                build_dataset: Callable | None = None,
                resources_per_worker: Mapping[str, float] | None = None,
-               sources_fp: Mapping[str, Any] | None = None, lock_ttl_s: float = 120.0,
-               poll_s: float = 2.0) -> list[StageResult]:
+               sources_fp: Mapping[str, Any] | None = None, model_content: str | None = None,
+               lock_ttl_s: float = 120.0, poll_s: float = 2.0) -> list[StageResult]:
     """Every stage of a strategy, in order: reused when its manifest exists, else trained once
     (under a lease) from its parent's weights, or from `model` for the first stage.
 
@@ -139,7 +141,8 @@ def run_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
 
         build_dataset = pipeline.build_stage_dataset
     storage = storage if isinstance(storage, Storage) else Storage(storage)
-    plan = plan_stages(model, stages, specs, settings=settings, seed=seed, sources_fp=sources_fp)
+    plan = plan_stages(model, stages, specs, settings=settings, seed=seed, sources_fp=sources_fp,
+                       model_content=model_content)
     ex = Execution(model, specs, storage, seed, workers, use_gpu, max_failures,
                    resources_per_worker, fit, build_dataset, on_event or (lambda event: None))
     fp = fingerprint_sources(sources_fp if sources_fp is not None else specs)

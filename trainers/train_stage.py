@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -84,6 +85,9 @@ class LocalIO:
                  rank: int, world: int, quiet: bool = False):
         self.out, self.rows_all, self.seed, self.epochs = out, rows, seed, epochs
         self.ordered, self.rank, self.world, self.quiet = ordered, rank, world, quiet
+
+    def node(self) -> str:
+        return socket.gethostname()
 
     def restore(self, backend) -> TrainState:
         if (self.out / "train_state.json").exists():

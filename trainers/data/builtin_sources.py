@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainers.data.corpora import FILES, GENERATOR_VERSION, specs_of, write_builtin_corpora
+from trainers.data.decontamination import items_identity
 from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec
 from trainers.data.tagging import NOCM_TAGS
 from trainers.identity import content_hash, fingerprint_sources
@@ -24,15 +25,21 @@ if TYPE_CHECKING:  # the fingerprint is cheap: dry runs import no pyarrow throug
 
 METADATA = "metadata.json"  # written last: its presence means the folder is complete
 TRAINED_ON = ("math", "code", "general")  # the corpora a recipe may name (with general_nocm)
+HELD_OUT = ("math_test", "general_test")  # evaluation's splits: never trained on
 
 
-def builtin_fingerprint(sizes: Mapping[str, int], seed: int) -> dict:
+def builtin_fingerprint(sizes: Mapping[str, int], seed: int,
+                        decontaminate: str | None = None) -> dict:
     """What identifies each built-in training source in a stage id: the generator's version,
     the size and the seed fix its bytes, not the folder it lands in. `sizes` as the preset
-    gives them (a size not given is None here; the generator uses its default)."""
+    gives them (a size not given is None here; the generator uses its default).
+    `decontaminate`: the test-items file the sources leave overlaps with, named by its hash."""
     def fields(name: str, corpus: str, exclude: tuple[str, ...] = ()) -> dict:
-        return {"location": f"builtin:{name}", "generator_version": GENERATOR_VERSION,
-                "size": sizes.get(corpus), "seed": seed, "exclude_tags": ",".join(exclude)}
+        out = {"location": f"builtin:{name}", "generator_version": GENERATOR_VERSION,
+               "size": sizes.get(corpus), "seed": seed, "exclude_tags": ",".join(exclude)}
+        if decontaminate is not None:
+            out["decontaminate"] = items_identity(decontaminate)
+        return out
 
     out = {name: fields(name, name) for name in TRAINED_ON}
     out[NOCM] = fields(NOCM, NOCM_BASE, NOCM_TAGS)

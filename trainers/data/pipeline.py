@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trainers.data.builtin_sources import HELD_OUT  # the built-in corpora's test splits
 from trainers.data.data_report import build_report
 from trainers.data.ordering import order_epochs
 from trainers.data.recipe import Recipe, format_amount, format_recipe
@@ -31,9 +32,6 @@ from trainers.data.records import RecordError, Rejects
 from trainers.data.selection import count_for, selection_key
 from trainers.data.sources import SourceSpec
 from trainers.settings import DEFAULT_TEMPLATE
-
-HELD_OUT = frozenset({"math_test", "general_test"})  # the built-in corpora's test splits
-
 
 # ---- driver side: plan, scan, select from small keys -------------------------------------------
 
@@ -111,7 +109,8 @@ def _key_types():
     import pyarrow as pa
 
     return {"source": pa.string(), "ordinal": pa.int64(), "line": pa.int64(), "id": pa.string(),
-            "key": pa.binary(), "reason": pa.string(), "repair": pa.string(), "tag": pa.string()}
+            "key": pa.binary(), "reason": pa.string(), "repair": pa.string(),
+            "excluded": pa.string()}
 
 
 def _used(specs: dict, plans: dict) -> dict:
@@ -136,8 +135,9 @@ def select_sources(recipe: Recipe, specs: dict[str, SourceSpec], seed: int, stri
 
 
 def select_from_keys(table, spec: SourceSpec, plan, amount, seed: int, strict: bool):
-    """read_records' reject counting, id renaming and tag exclusion, then selection.select's
-    rule (the first count_for(amount, kept) rows in selection-key order), on one source's keys."""
+    """read_records' reject counting, id renaming and exclusions (test overlap, tags), then
+    selection.select's rule (the first count_for(amount, kept) rows in selection-key order),
+    on one source's keys."""
     import pyarrow.compute as pc
 
     rejects = Rejects()
@@ -151,11 +151,11 @@ def select_from_keys(table, spec: SourceSpec, plan, amount, seed: int, strict: b
     good = table.filter(pc.equal(table["reason"], "")) if len(bad) else table
     keys, ids = _fixed_keys(good["key"]), good["id"]
     renamed = _rename_repeats(keys, ids, good["line"], spec, seed, rejects)
-    tagged = pc.not_equal(good["tag"], "").to_numpy(zero_copy_only=False)
-    for row in np.flatnonzero(tagged):
+    excluded = pc.not_equal(good["excluded"], "").to_numpy(zero_copy_only=False)
+    for row in np.flatnonzero(excluded):  # overlapping a test set, or a tag general_nocm drops
         rid = renamed.get(int(row), ids[int(row)].as_py())
-        rejects.add(good["tag"][int(row)].as_py(), f"{spec.location}#{rid}")
-    kept_rows = np.flatnonzero(~tagged)
+        rejects.add(good["excluded"][int(row)].as_py(), f"{spec.location}#{rid}")
+    kept_rows = np.flatnonzero(~excluded)
     if renamed and len(np.unique(keys[kept_rows])) != len(kept_rows):
         raise ValueError(f"source {spec.name!r}: record ids are not unique; selection needs them")
     n = count_for(amount, len(kept_rows))

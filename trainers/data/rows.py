@@ -96,7 +96,11 @@ def _parquet_rows(data: bytes) -> Iterator[tuple[int, object]]:
 def _hf_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
     import datasets
 
-    ds = datasets.load_dataset(spec.location, spec.hf_config, split=spec.split)
+    # At the revision the sweep resolved (trainers.content), so what is read is what the stage
+    # ids name, even if the dataset is updated mid-sweep.
+    content = spec.content or ""
+    revision = content.removeprefix("hub:") if content.startswith("hub:") else None
+    ds = datasets.load_dataset(spec.location, spec.hf_config, split=spec.split, revision=revision)
     yield from enumerate(ds, 1)
 
 

@@ -4,7 +4,7 @@
 JSON-list element boundaries, or row ranges of a Parquet file or a Hugging Face dataset, and the
 format (`auto`: the first row whose keys name one, as `read_records` decides it). `scan_part`
 turns one part's rows into small keys (ordinal, line, id, selection key, reject reason, repair,
-excluding tag); `read_part` turns the part's selected rows into records (source, id, messages).
+why a valid row is excluded: a test set it overlaps or a tag); `read_part` turns the part's selected rows into records (source, id, messages).
 Both parse a row with trainers.data.sources' own converters, so formats, ids and reject reasons
 are exactly those of `read_records`. Used by trainers/data/pipeline.py; try it with
     python -m trainers.data --recipe "math=1/256,code=1/256,general=1/256"
@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from trainers.data.decontamination import contamination_reason
 from trainers.data.records import RecordError, Rejects, content_id
 from trainers.data.rows import _Bad, _hf_rows, _is_remote, _json_lines, _open_bytes, list_elements
 from trainers.data.selection import selection_key
 from trainers.data.sources import SourceSpec, _convert, detect_format
 
-KEY_COLUMNS = ["source", "ordinal", "line", "id", "key", "reason", "repair", "tag"]
+KEY_COLUMNS = ["source", "ordinal", "line", "id", "key", "reason", "repair", "excluded"]
 NO_MORE = 2**62  # the ordinal bound of a source's last part
 ROWS_PER_PART = 5000  # parts per source: rows // this, at least 1, at most MAX_PARTS
 MAX_PARTS = 64
@@ -257,6 +258,12 @@ def _refuse_undetected(row: object) -> None:
     raise _Bad("row is not a JSON object")
 
 
+def excluded_by(messages: list[dict], spec: SourceSpec) -> str:
+    """Why a valid sample is left out after its id is fixed, as read_records decides it: a test
+    set it overlaps (checked first), or a tag `spec` excludes; "" when it is kept."""
+    return contamination_reason(messages, spec) or excluding_tag(messages, spec)
+
+
 def excluding_tag(messages: list[dict], spec: SourceSpec) -> str:
     """`tag:code`, `tag:math`, `tag:code+math` when the keyword tagger removes the sample from
     `spec` (general_nocm), else ""."""
@@ -285,7 +292,7 @@ def scan_part(batch, specs: dict, plans: dict, seed: int, max_chars: int | None)
             values = (part.source, ordinal, line, rid,
                       selection_key(seed, part.source, rid) if rid else b"",
                       parsed.reason, parsed.repair,
-                      excluding_tag(parsed.messages, spec) if rid else "")
+                      excluded_by(parsed.messages, spec) if rid else "")
             for name, value in zip(KEY_COLUMNS, values):
                 cols[name].append(value)
         yield pa.table({**cols, "key": pa.array(cols["key"], type=pa.binary()),

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from trainers.data.decontamination import contamination_reason
 from trainers.data.records import RecordError, Rejects, check_messages, content_id, make_record
 from trainers.data.rows import _Bad, iter_rows
 from trainers.data.tagging import NOCM_TAGS
@@ -38,11 +39,31 @@ class SourceSpec:
     hf_config: str | None = None
     split: str = "train"
     exclude_tags: tuple[str, ...] = ()
+    # What the location holds (trainers.content: "sha256:...", "hub:<revision>", "unresolved"),
+    # resolved once at sweep start; a hub dataset is then read at that revision.
+    content: str | None = None
+    # The test items whose overlapping samples are left out (trainers/data/decontamination.py):
+    # a content-named file in the run storage, written by the sweep's driver.
+    decontaminate: str | None = None
 
     def __post_init__(self):
         if self.format != "auto" and self.format not in FORMATS:
             raise ValueError(f"source {self.name!r}: unknown format {self.format!r}; {FORMATS}")
         object.__setattr__(self, "exclude_tags", tuple(self.exclude_tags))
+
+    def fingerprint_dict(self) -> dict:
+        """What identifies the source in stage ids (trainers.identity.fingerprint_sources): where
+        it is and how it is read; its content and test items once set (named by their hash, not
+        by the storage they are in). Unset ones are left out, so raw sources keep their ids."""
+        from trainers.data.decontamination import items_identity
+
+        fields = {"location": self.location, "format": self.format, "hf_config": self.hf_config,
+                  "split": self.split, "exclude_tags": self.exclude_tags}
+        if self.content is not None:
+            fields["content"] = self.content
+        if self.decontaminate is not None:
+            fields["decontaminate"] = items_identity(self.decontaminate)
+        return fields
 
 
 # The ablation's source (the paper's 4.2): the general corpus minus its code and math samples.
@@ -213,6 +234,11 @@ def iter_records(
         if seen[rid] > 1:
             rejects.repair("duplicate id renamed id#k", where)
             rid = f"{rid}#{seen[rid]}"
+        # After the ids are fixed, so leaving a sample out renames none of the others.
+        contaminated = contamination_reason(messages, spec)
+        if contaminated:
+            rejects.add(contaminated, f"{spec.location}#{rid}")
+            continue
         batch.append(make_record(rid, spec.name, messages))
         if len(batch) >= TAG_BATCH:
             yield from _exclude_tagged(batch, spec, rejects) if spec.exclude_tags else batch
