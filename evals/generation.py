@@ -1,4 +1,5 @@
-"""Batched generation with the Vicuna template the models were trained on.
+"""Batched generation with the chat template the models were trained on (the paper's Vicuna by
+default, or the tokenizer's own: trainers/data/chat_template.py).
 
 transformers with the KV cache and left padding (CPU or GPU), prompts sorted by length into
 batches; vLLM instead when it is installed and a GPU is present (that path cannot run on the
@@ -14,7 +15,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from evals.records import EvalSpec
-from trainers.data.template import eos_text_for, generation_prompt
+from trainers.data.chat_template import chat_template
+from trainers.data.template import eos_text_for
+from trainers.settings import DEFAULT_TEMPLATE, TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -61,31 +64,36 @@ def truncate(text: str, stop: Sequence[str]) -> str:
 
 def generate(model, conversations: Sequence[list[dict]], *, max_new_tokens: int,
              stop: Sequence[str], temperature: float = 0.0, batch_size: int = 8,
-             tokenizer=None, backend: str = "auto", seed: int = 0) -> list[str]:
+             tokenizer=None, backend: str = "auto", seed: int = 0,
+             template: str = DEFAULT_TEMPLATE) -> list[str]:
     """One reply per conversation (each ends with a user turn), in the conversations' order.
 
     `model`: preset name, HF id, checkpoint path, or a loaded model (then `tokenizer=`) or a
     `(model, tokenizer)` pair. `backend`: "auto" (vLLM when present with a GPU), "vllm",
-    "transformers". Greedy when temperature is 0.
+    "transformers". Greedy when temperature is 0. `template`: the chat template the model was
+    trained with ("vicuna" or "model"); it renders the prompts and adds its own stop strings
+    to `stop` (which are written for Vicuna: a model template swaps "USER:" for its own).
     """
     if backend == "auto":
         backend = "vllm" if isinstance(model, str) and _vllm_usable(model) else "transformers"
     if backend == "vllm":
         return _generate_vllm(model, conversations, max_new_tokens=max_new_tokens, stop=stop,
-                              temperature=temperature, seed=seed)
+                              temperature=temperature, seed=seed, template=template)
     model, tokenizer = load(model, tokenizer)
-    eos_text = eos_text_for(tokenizer)
-    prompts = [generation_prompt(list(c), eos_text=eos_text) for c in conversations]
+    chosen = chat_template(template, tokenizer)
+    prompts = [chosen.generation_prompt(list(c)) for c in conversations]
     return generate_text(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                         stop=stop_strings(tokenizer, stop), temperature=temperature,
-                         batch_size=batch_size, seed=seed)
+                         stop=chosen.stop_strings(stop), temperature=temperature,
+                         batch_size=batch_size, seed=seed,
+                         add_special_tokens=chosen.add_special_tokens)
 
 
 def generate_text(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
                   stop: Sequence[str], temperature: float = 0.0, batch_size: int = 8,
-                  seed: int = 0) -> list[str]:
-    """transformers generation of already-rendered prompts (the benchmark calls this directly)."""
-    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+                  seed: int = 0, add_special_tokens: bool = True) -> list[str]:
+    """transformers generation of already-rendered prompts (the benchmark calls this directly).
+    `add_special_tokens`: False for a template that writes its own (its BOS is in the text)."""
+    encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
     # longest first, so each batch holds similar lengths and pads little
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
     replies: list[str] = [""] * len(prompts)
@@ -176,18 +184,29 @@ def _vllm_engine(model: str):
     return LLM(model=resolve(model), dtype="bfloat16", seed=0)
 
 
-def _generate_vllm(model: str, conversations, *, max_new_tokens, stop, temperature, seed):
+def _generate_vllm(model: str, conversations, *, max_new_tokens, stop, temperature, seed,
+                   template: str = DEFAULT_TEMPLATE):
     """Not runnable on the CPU dev machines: needs `pip install .[gpu]` and a CUDA GPU."""
     from vllm import SamplingParams
 
     engine = _vllm_engine(model)
-    tokenizer = engine.get_tokenizer()
-    eos_text = eos_text_for(tokenizer)
-    prompts = [generation_prompt(list(c), eos_text=eos_text) for c in conversations]
+    chosen = chat_template(template, engine.get_tokenizer())
+    prompts = vllm_prompts(chosen, engine.get_tokenizer(), conversations)
+    stops = chosen.stop_strings(stop)
     params = SamplingParams(n=1, temperature=temperature, max_tokens=max_new_tokens,
-                            stop=list(stop_strings(tokenizer, stop)), seed=seed)
+                            stop=list(stops), seed=seed)
     outputs = in_request_order(engine.generate(prompts, params), prompts)
-    return [truncate(o.outputs[0].text, stop_strings(tokenizer, stop)) for o in outputs]
+    return [truncate(o.outputs[0].text, stops) for o in outputs]
+
+
+def vllm_prompts(chosen, tokenizer, conversations) -> list:
+    """Rendered prompts for vLLM: text, or token ids where the template writes its own special
+    tokens (vLLM would add the tokenizer's BOS to a text prompt a second time)."""
+    prompts = [chosen.generation_prompt(list(c)) for c in conversations]
+    if chosen.add_special_tokens:
+        return prompts
+    return [{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]}
+            for p in prompts]
 
 
 def in_request_order(outputs, prompts: Sequence[str]) -> list:
@@ -201,7 +220,12 @@ def in_request_order(outputs, prompts: Sequence[str]) -> list:
     if all(isinstance(i, str) and i.isdigit() for i in ids):
         outputs = [o for _, o in sorted(zip(map(int, ids), outputs), key=lambda x: x[0])]
     for i, (o, prompt) in enumerate(zip(outputs, prompts)):
-        if getattr(o, "prompt", prompt) != prompt:
+        if isinstance(prompt, dict):  # a token prompt: its output carries the same ids
+            same = list(getattr(o, "prompt_token_ids", prompt["prompt_token_ids"])) == \
+                list(prompt["prompt_token_ids"])
+        else:
+            same = getattr(o, "prompt", prompt) == prompt
+        if not same:
             raise RuntimeError(f"vLLM output {i} answers another prompt")
     return outputs
 
@@ -210,14 +234,16 @@ def in_request_order(outputs, prompts: Sequence[str]) -> list:
 
 
 def generate_records(model, spec: EvalSpec, items: Sequence[tuple[str, list[dict]]], *,
-                     batch_size: int = 8, tokenizer=None, backend: str = "auto") -> list[dict]:
+                     batch_size: int = 8, tokenizer=None, backend: str = "auto",
+                     template: str = DEFAULT_TEMPLATE) -> list[dict]:
     """One record per (id, conversation) x sample: what scoring reads back (evals/records.py)."""
     conversations = [messages for _, messages in items]
     records = []
     for sample in range(spec.n_samples):
         replies = generate(model, conversations, max_new_tokens=spec.max_new_tokens,
                            stop=spec.stop, temperature=spec.temperature, batch_size=batch_size,
-                           tokenizer=tokenizer, backend=backend, seed=sample)
+                           tokenizer=tokenizer, backend=backend, seed=sample,
+                           template=template)
         records += [{"id": item_id, "sample": sample, "messages": messages, "completion": reply,
                      "eval": spec.name, "version": spec.version}
                     for (item_id, messages), reply in zip(items, replies)]
@@ -228,12 +254,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2_135m")
     parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--template", default=DEFAULT_TEMPLATE, choices=TEMPLATES)
     parser.add_argument("questions", nargs="+")
     args = parser.parse_args(argv)
     from trainers.data.template import STOP
 
     replies = generate(args.model, [[{"role": "user", "content": q}] for q in args.questions],
-                       max_new_tokens=args.max_new_tokens, stop=STOP)
+                       max_new_tokens=args.max_new_tokens, stop=STOP, template=args.template)
     for question, reply in zip(args.questions, replies):
         print(f"USER: {question}\nASSISTANT: {reply}\n")
 

@@ -3,8 +3,9 @@
 Two uses, both teacher-forced (one forward pass per batch, no generation):
 - `ref_logprob` (GSM8K, HumanEval): the mean log-probability per token (natural log, so <= 0;
   higher is better) of the benchmark's reference answer, written as the reply the model is asked
-  for, conditioned on exactly the generation prompt (`trainers.data.template.generation_prompt`) and
-  followed by the end-of-turn token the model is trained to emit. The target tokens are the ones
+  for, conditioned on exactly the generation prompt of the training template
+  (`trainers.data.chat_template`: the paper's Vicuna or the tokenizer's own) and followed by the
+  end-of-turn token the model is trained to emit. The target tokens are the ones
   training labels (`trainers.data.formatting.tokenize_conversation` of the conversation with that
   reply); `reference_row` checks that the tokens before them are exactly the generation
   prompt's. Accuracy sits at the floor for small models and few steps; this moves smoothly
@@ -30,9 +31,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from trainers.data.chat_template import ChatTemplate, chat_template
 from trainers.data.formatting import IGNORE, FormatError, tokenize_conversation
 from trainers.data.records import Rejects
-from trainers.data.template import TEMPLATE_NAME, eos_text_for, generation_prompt
+from trainers.data.template import TEMPLATE_NAME
+from trainers.settings import DEFAULT_TEMPLATE
 
 NO_LIMIT = 10**9  # reference answers are never truncated
 
@@ -57,7 +60,8 @@ class TargetScore:
 
 # ---- rows: input_ids + labels (IGNORE outside the target) ----------------------------------
 
-def reference_row(tokenizer, conversation: Sequence[dict], reply: str) -> dict:
+def reference_row(tokenizer, conversation: Sequence[dict], reply: str,
+                  template: str | ChatTemplate = DEFAULT_TEMPLATE) -> dict:
     """`{"input_ids", "labels"}`: the generation prompt of `conversation` (a list of messages
     ending with a user turn), then `reply` and the end-of-turn token, tokenized as training
     tokenizes that conversation with that reply; labels on the reply's tokens and the EOS only.
@@ -67,11 +71,13 @@ def reference_row(tokenizer, conversation: Sequence[dict], reply: str) -> dict:
     merges across "ASSISTANT:" and the reply): then the score would not be conditioned on what
     the model sees when it generates.
     """
+    chosen = chat_template(template, tokenizer)
     messages = [*conversation, {"role": "assistant", "content": reply}]
-    row = tokenize_conversation(messages, tokenizer, max_len=NO_LIMIT)
+    row = tokenize_conversation(messages, tokenizer, max_len=NO_LIMIT, template=chosen)
     first = next(i for i, label in enumerate(row["labels"]) if label != IGNORE)
-    prompt = generation_prompt(list(conversation), eos_text=eos_text_for(tokenizer))
-    if list(tokenizer(prompt)["input_ids"]) != row["input_ids"][:first]:
+    prompt = chosen.generation_prompt(list(conversation))
+    prompt_ids = tokenizer(prompt, add_special_tokens=chosen.add_special_tokens)["input_ids"]
+    if list(prompt_ids) != row["input_ids"][:first]:
         raise FormatError("prompt_mismatch", "the reply's context is not the generation prompt")
     return {"input_ids": row["input_ids"], "labels": row["labels"]}
 
@@ -165,15 +171,18 @@ def pad_id_of(tokenizer) -> int:
 
 
 def score_replies(model, tokenizer, conversations: Sequence[Sequence[dict]],
-                  replies: Sequence[str], **kwargs) -> list[TargetScore | None]:
+                  replies: Sequence[str], template: str = DEFAULT_TEMPLATE,
+                  **kwargs) -> list[TargetScore | None]:
     """`ref_logprob` material: one score per (conversation, reply), None where `reference_row`
-    raised FormatError (that reply cannot be scored exactly; the caller counts it)."""
+    raised FormatError (that reply cannot be scored exactly; the caller counts it).
+    `template`: the chat template the model was trained with."""
     if len(conversations) != len(replies):
         raise ValueError(f"{len(replies)} replies for {len(conversations)} conversations")
+    chosen = chat_template(template, tokenizer)  # once: "model" probes the template
     rows, where = [], []
     for i, (conversation, reply) in enumerate(zip(conversations, replies, strict=True)):
         try:
-            rows.append(reference_row(tokenizer, conversation, reply))
+            rows.append(reference_row(tokenizer, conversation, reply, chosen))
             where.append(i)
         except FormatError:
             continue
@@ -225,14 +234,18 @@ def load_chats(location: str | Path | None = None, *, limit: int | None = None,
 
 
 def general_loss(model, tokenizer, chats: Sequence[dict], *, spec: GeneralLoss = GENERAL_LOSS,
-                 rejects: Rejects | None = None, **kwargs) -> tuple[dict, list[dict], list[dict]]:
-    """(metrics, items, records) of held-out chats. A chat the training path rejects
-    (FormatError) is counted in `rejects` under its reason and not scored."""
+                 rejects: Rejects | None = None, template: str = DEFAULT_TEMPLATE,
+                 **kwargs) -> tuple[dict, list[dict], list[dict]]:
+    """(metrics, items, records) of held-out chats, tokenized with the training `template`.
+    A chat the training path rejects (FormatError) is counted in `rejects` under its reason
+    and not scored."""
     rejects = rejects if rejects is not None else Rejects()
+    chosen = chat_template(template, tokenizer)
     rows, kept = [], []
     for chat in chats:
         try:
-            row = tokenize_conversation(chat["messages"], tokenizer, spec.max_len, spec.overlong)
+            row = tokenize_conversation(chat["messages"], tokenizer, spec.max_len, spec.overlong,
+                                        chosen)
         except FormatError as err:
             rejects.add(err.reason, f"general_loss#{chat['id']}")
             continue

@@ -1,10 +1,10 @@
 """Hidden-state maps of queries by source (the paper's t-SNE figures).
 
-Each query (a record's first user message) is rendered with the Vicuna generation prompt, as the
-model sees it at inference; its layer-L hidden states are averaged over the query's own tokens
+Each query (a record's first user message) is rendered with the generation prompt of the
+model's training template (the paper's Vicuna by default), as the model sees it at inference; its layer-L hidden states are averaged over the query's own tokens
 (the template's fixed system text would otherwise dominate the mean), then t-SNE maps them to 2-D.
     python -m evals.representations --model smollm2_135m --source math=PATH --source code=PATH \
-        --out DIR [--n 100] [--layer 15] [--seed 0]
+        --out DIR [--n 100] [--layer 15] [--seed 0] [--template vicuna|model]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from trainers.data.records import Rejects
 from trainers.data.sources import SourceSpec, read_records
+from trainers.settings import DEFAULT_TEMPLATE, TEMPLATES
 
 
 def sample_queries(specs: Mapping[str, SourceSpec | str], n_per_source: int, seed: int,
@@ -48,19 +49,20 @@ def effective_layer(model, layer: int) -> int:
 
 
 def embed_queries(model, tokenizer, texts: Sequence[str], layer: int,
-                  batch_size: int = 16) -> np.ndarray:
+                  batch_size: int = 16, template: str = DEFAULT_TEMPLATE) -> np.ndarray:
     """Mean of layer `layer`'s hidden states over each query's tokens: `[len(texts), hidden]`."""
     import torch
 
-    from trainers.data.template import generation_prompt
+    from trainers.data.chat_template import chat_template
 
+    chosen = chat_template(template, tokenizer)
     model.eval()
     out = []
     for start in range(0, len(texts), batch_size):
         batch = list(texts[start:start + batch_size])
-        prompts = [generation_prompt([{"role": "user", "content": t}]) for t in batch]
+        prompts = [chosen.generation_prompt([{"role": "user", "content": t}]) for t in batch]
         enc = tokenizer(prompts, return_tensors="pt", padding=True,
-                        return_offsets_mapping=True)
+                        return_offsets_mapping=True, add_special_tokens=chosen.add_special_tokens)
         offsets = enc.pop("offset_mapping")
         mask = torch.zeros_like(enc["attention_mask"], dtype=torch.float32)
         for i, (prompt, text) in enumerate(zip(prompts, batch, strict=True)):
@@ -123,9 +125,11 @@ def _load(model) -> tuple[str, object, object]:
 
 
 def embed_and_plot(models: Sequence, specs: Mapping[str, SourceSpec | str], out_dir,
-                   n_per_source: int = 100, layer: int = 15, seed: int = 0) -> dict:
+                   n_per_source: int = 100, layer: int = 15, seed: int = 0,
+                   template: str = DEFAULT_TEMPLATE) -> dict:
     """For each model (preset, path, or `(name, model, tokenizer)`): embed the same seeded
-    queries, t-SNE them, write `tsne_<model>.png`; all coordinates go to `tsne.parquet`."""
+    queries, t-SNE them, write `tsne_<model>.png`; all coordinates go to `tsne.parquet`.
+    `template`: the chat template the models were trained with."""
     import pandas as pd
 
     out = Path(out_dir)
@@ -136,7 +140,8 @@ def embed_and_plot(models: Sequence, specs: Mapping[str, SourceSpec | str], out_
     for entry in models:
         name, model, tokenizer = _load(entry)
         layers[name] = effective_layer(model, layer)
-        vectors = embed_queries(model, tokenizer, [q["text"] for q in queries], layers[name])
+        vectors = embed_queries(model, tokenizer, [q["text"] for q in queries], layers[name],
+                                template=template)
         xy = tsne_coordinates(vectors, seed)
         model_rows = [{"source": q["source"], "id": q["id"], "x": float(x), "y": float(y),
                        "model": name, "layer": layers[name]}
@@ -167,8 +172,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--layer", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--template", choices=TEMPLATES, default=DEFAULT_TEMPLATE)
     args = parser.parse_args(argv)
-    result = embed_and_plot(args.model, dict(args.source), args.out, args.n, args.layer, args.seed)
+    result = embed_and_plot(args.model, dict(args.source), args.out, args.n, args.layer, args.seed,
+                            template=args.template)
     print(f"queries per source: {result['counts']}; layers: {result['layers']}")
     if result["rejects"]["total"]:
         print(f"records left out: {result['rejects']['counts']} "

@@ -25,6 +25,7 @@ from typing import Any
 from evals.cache import EvalCache, data_identity, make_key, model_identity
 from evals.judge import JudgeConfig
 from evals.runners import EVALS, LoadedModel, runner_for
+from trainers.settings import DEFAULT_TEMPLATE, TEMPLATES
 
 HEADLINE = {"gsm8k": "accuracy_flexible", "humaneval": "pass@1", "humanevalplus": "pass@1",
             "mtbench": "score", "general_loss": "general_loss"}
@@ -44,7 +45,8 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
              cache_dir: str | Path | None = None, data: Mapping[str, str] | None = None,
              model_id: str | None = None, max_new_tokens: int | None = None,
              generate_fn: Callable | None = None,
-             unsafe_sandbox: bool = False) -> dict[str, dict]:
+             unsafe_sandbox: bool = False,
+             template: str = DEFAULT_TEMPLATE) -> dict[str, dict]:
     """Results by eval name: metrics, counts, records path, version, `items` (and `judged` for
     MT-Bench).
 
@@ -57,7 +59,10 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     in its cache key and its result. `data`: eval name -> file or HF id (defaults: each eval's
     own; general_loss: the built-in general_test chats). `max_new_tokens` caps every eval's
     budget (smoke runs). `unsafe_sandbox`: run HumanEval's model code even without sandbox
-    isolation (evals.sandbox refuses otherwise). `generate_fn` replaces evals.generation.generate (same signature).
+    isolation (evals.sandbox refuses otherwise). `generate_fn` replaces evals.generation.generate
+    (same signature). `template`: the chat template the model was trained with ("vicuna", the
+    paper's, or "model", the tokenizer's own): prompts, stop strings and scored rows use it;
+    another than the default is part of every eval's cache key.
     Cached results are returned as they were stored, with `cached: True`; a stored result
     without `items` (written before they existed) is recomputed.
     """
@@ -72,7 +77,7 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     out.mkdir(parents=True, exist_ok=True)
     identity = model_id or model_identity(model)
     cache = EvalCache(cache_dir) if cache_dir is not None and identity else None
-    loaded = LoadedModel(model, generate_fn, max_new_tokens)
+    loaded = LoadedModel(model, generate_fn, max_new_tokens, template)
     results = {}
     for name in names:
         runner = runner_for(name, judge, Path(cache_dir) if cache_dir else None, unsafe_sandbox)
@@ -80,6 +85,8 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
         decoding = dict(runner.decoding)
         if runner.generates:
             decoding["max_new_tokens_cap"] = max_new_tokens
+        if template != DEFAULT_TEMPLATE:  # the default stays out: cached results keep their keys
+            decoding["template"] = template
         key = make_key(identity or "", runner.name, runner.version, decoding, own_limit,
                        data_identity(data.get(name)))
         hit = cache.get(key) if cache else None
@@ -199,6 +206,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--unsafe-sandbox", action="store_true",
                    help="run HumanEval's model code even without bubblewrap or namespaces "
                         "(refused otherwise; recorded as the result's isolation)")
+    p.add_argument("--template", choices=TEMPLATES, default=DEFAULT_TEMPLATE,
+                   help="the chat template the model was trained with: the paper's vicuna, or "
+                        "the tokenizer's own (model)")
     return p.parse_args(argv)
 
 
@@ -216,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "general_loss": args.general_loss_data}
     results = evaluate(args.model, args.evals, limit=args.limit, judge=judge, out_dir=args.out,
                        cache_dir=args.cache_dir, data={k: v for k, v in data.items() if v},
-                       max_new_tokens=args.max_new_tokens, unsafe_sandbox=args.unsafe_sandbox)
+                       max_new_tokens=args.max_new_tokens, unsafe_sandbox=args.unsafe_sandbox,
+                       template=args.template)
     print(format_table(results))
     return results
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.judge import JudgeConfig
+from trainers.settings import DEFAULT_TEMPLATE
 
 EVALS = ("gsm8k", "humaneval", "humanevalplus", "mtbench", "general_loss")
 
@@ -45,9 +46,10 @@ class LoadedModel:
     """
 
     def __init__(self, model: Any, generate_fn: Callable | None = None,
-                 max_new_tokens: int | None = None):
+                 max_new_tokens: int | None = None, template: str = DEFAULT_TEMPLATE):
         self.source = model
         self.max_new_tokens = max_new_tokens
+        self.template = template  # the chat template the model was trained with
         self._generate_fn = generate_fn
         self._handle = None
         self._scorer = None
@@ -68,7 +70,7 @@ class LoadedModel:
         if self.max_new_tokens is not None:
             max_new_tokens = min(max_new_tokens, self.max_new_tokens)
         return self._generate_fn(handle, conversations, max_new_tokens=max_new_tokens,
-                                 stop=stop, temperature=temperature)
+                                 stop=stop, temperature=temperature, template=self.template)
 
     def scorer(self):
         """The transformers (model, tokenizer) pair that scores likelihoods."""
@@ -88,14 +90,16 @@ class LoadedModel:
         from evals import likelihood
 
         model, tokenizer = self.scorer()
-        return likelihood.score_replies(model, tokenizer, conversations, replies, **kwargs)
+        return likelihood.score_replies(model, tokenizer, conversations, replies,
+                                        template=self.template, **kwargs)
 
     def general_loss(self, chats, **kwargs) -> tuple[dict, list[dict], list[dict]]:
         """evals.likelihood.general_loss with the loaded pair: (metrics, items, records)."""
         from evals import likelihood
 
         model, tokenizer = self.scorer()
-        return likelihood.general_loss(model, tokenizer, chats, **kwargs)
+        return likelihood.general_loss(model, tokenizer, chats, template=self.template,
+                                       **kwargs)
 
 
 def _load(model: Any):

@@ -1,6 +1,7 @@
 """The command line every question shares: parse, build the grid, then plan or sweep and report.
 
-    python -m sweep.rq2 [--preset smoke|local|paper] [--models ...] [--fractions ...]
+    python -m sweep.rq2 [--preset smoke|local|paper] [--models ...] [--template vicuna|model]
+        [--fractions ...]
         [--seeds N [--vary-seed both|data|train]] [--storage PATH_OR_URI] [--address auto]
         [--max-concurrent N] [--dry-run [--json]] [--verbose] [--mlflow URI]
         [--decontaminate [gsm8k,humaneval,...]] [--require-resolved]
@@ -25,6 +26,7 @@ from sweep import grid, presets, simulate
 from sweep.presets import Preset
 from trainers.data.recipe import parse_amount
 from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
+from trainers.settings import TEMPLATES
 
 
 def parse_fractions(text: str) -> tuple[Fraction, ...]:
@@ -58,6 +60,9 @@ def build_parser(question: str) -> argparse.ArgumentParser:
                                             " of Dong et al. (GRID.md).")
     p.add_argument("--preset", default="local", choices=sorted(presets.PRESETS))
     p.add_argument("--models", nargs="+", help="model presets, HF ids or paths (default: preset)")
+    p.add_argument("--template", choices=TEMPLATES,
+                   help="chat template of every model: the paper's vicuna, or the tokenizer's "
+                        "own (model) (default: each model preset's, else vicuna)")
     p.add_argument("--fractions", type=parse_fractions,
                    help="comma-separated fractions (default: the preset's; paper "
                         "1,1/4,1/16,1/64,1/256)")
@@ -149,6 +154,8 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
     preset = presets.get_preset(args.preset)
     if args.models:
         preset = replace(preset, models=tuple(args.models))
+    if args.template:
+        preset = replace(preset, template=args.template)
     if args.storage:
         preset = replace(preset, storage=args.storage)
     if args.max_concurrent is not None:

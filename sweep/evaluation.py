@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sweep.presets import builtin_specs, source_specs
+from sweep.presets import builtin_specs, source_specs, template_for
 from sweep.results import Measurement, item_rows, measurements_of, write_items
 from sweep.trial import TrialJob
 from trainers.storage import Storage
@@ -65,7 +65,8 @@ def evaluate_run(job: TrialJob, model: str, storage: Storage) -> list[Measuremen
     # MT-Bench is only generated here: the driver judges the stored answers (sweep/judging.py)
     out = evaluate(model, list(ev.names), limit=ev.limits_by_name(), judge=None,
                    out_dir=out_dir, cache_dir=_local_dir(storage, "eval_cache"), data=data,
-                   max_new_tokens=ev.max_new_tokens, unsafe_sandbox=ev.unsafe_sandbox)
+                   max_new_tokens=ev.max_new_tokens, unsafe_sandbox=ev.unsafe_sandbox,
+                   template=template_for(job.preset, job.run.model))
     _keep_answers(out.get("mtbench"), Path(out_dir))
     if not storage.is_local:  # the outputs (replies, judgments, sandbox results) live in storage
         storage.upload_dir(out_dir, f"evals/{job.run_id}")
@@ -87,7 +88,8 @@ def represent(job: TrialJob, model: str, storage: Storage) -> list[Measurement]:
     specs = source_specs(job.preset, storage)
     out_dir = _local_dir(storage, f"evals/{job.run_id}")
     info = embed_and_plot([model], {s: specs[s] for s in ("math", "code", "general")},
-                          out_dir, seed=job.preset.data_seed)
+                          out_dir, seed=job.preset.data_seed,
+                          template=template_for(job.preset, job.run.model))
     if not storage.is_local:
         storage.upload_dir(out_dir, f"evals/{job.run_id}")
     _copy_file(Path(info["parquet"]), storage, f"representations/{job.run_id}.parquet")

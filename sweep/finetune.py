@@ -25,7 +25,7 @@ from sweep.presets import PRESETS, Preset, get_preset, source_specs, workers_for
 from trainers.contracts import StageEvent
 from trainers.data.recipe import Amount, format_recipe, make_recipe, parse_amount, parse_recipe
 from trainers.data.sources import make_spec
-from trainers.settings import TrainSettings
+from trainers.settings import TEMPLATES, TrainSettings
 
 STRATEGIES = ("single", "mix", "multi_task", "sequential", "mixed_sequential", "dmt")
 DEFAULT_MIX = ("math", "code", "general")
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model, settings, corpus sizes and data seed (default local)")
     p.add_argument("--model", default=None, help="preset (tiny_llama, smollm2_135m, llama_7b...), "
                    "HF id or local path (default: the preset's first model)")
+    p.add_argument("--template", choices=TEMPLATES, default=None,
+                   help="chat template: the paper's vicuna, or the tokenizer's own (model) "
+                        "(default: the model preset's, else vicuna)")
     p.add_argument("--strategy", choices=STRATEGIES, default="mixed_sequential")
     p.add_argument("--k", default=None, help="dmt: amount of each specialized source in stage 2 "
                    "('1/256' a fraction, '#30' a count)")
@@ -181,7 +184,8 @@ def build_job(args: argparse.Namespace) -> Job:
     needed = {s for stage in stages for s, _ in stage.recipe}
     hardware = preset.hardware if args.gpu is None else replace(preset.hardware, use_gpu=args.gpu)
     preset = replace(preset, models=(model,), settings=build_settings(args, preset.settings),
-                     sources=build_sources(args, preset, needed), hardware=hardware)
+                     sources=build_sources(args, preset, needed), hardware=hardware,
+                     template=args.template or preset.template)
     # Contents resolved as the sweep resolves them, so the ids match (a dry run writes nothing).
     preset = with_content_flags(preset, args, None if args.dry_run else _storage(args.storage))
     run = Run("finetune", model, args.strategy, stages, stages[-1].recipe, seed=args.seed)

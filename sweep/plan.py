@@ -22,14 +22,14 @@ from pathlib import Path
 from evals.judge import JudgeConfig
 from sweep import lengths
 from sweep.grid import Run
-from sweep.presets import Preset, decontaminated, gpus_per_run, train_settings
+from sweep.presets import Preset, decontaminated, gpus_per_run, template_for, train_settings
 from trainers import identity
 from trainers.data.builtin_sources import builtin_fingerprint
 from trainers.data.recipe import Amount, format_recipe
 from trainers.data.selection import count_for
 from trainers.data.sources import NOCM, NOCM_BASE
 from trainers.model import PRESETS as MODEL_PRESETS
-from trainers.settings import TrainSettings
+from trainers.settings import DEFAULT_TEMPLATE, TrainSettings
 
 # Samples per source in the paper (GRID.md: GSM8K-RFT 110,142; Code Alpaca 20,022; ShareGPT
 # ~86,060; ShareGPT without code/math ~63K, section 4.2).
@@ -236,12 +236,16 @@ def run_id(run: Run, preset: Preset, ids: Sequence[str] | None = None) -> str:
     it sits in the paper (question, strategy, f, k) and what is measured (the evaluation)."""
     ids = run_stage_ids(run, preset) if ids is None else ids
     ev = preset.evaluation
+    template = template_for(preset, run.model)
     digest = identity.content_hash({
         "kind": "sweep-run",
         "train": identity.run_id(run.model, list(ids), model_content(preset, run.model)),
         "question": run.question, "strategy": run.strategy,
         "fraction": _text(run.fraction), "k": _text(run.k), "seed": run.seed,
         "evals": evaluation_identity(ev),
+        # The template decides a base model's prompts too, which no stage id carries; the
+        # default stays out so the runs planned before templates keep their ids.
+        **({"template": template} if template != DEFAULT_TEMPLATE else {}),
     })
     return f"{run.question}-{strategy_slug(run.strategy)}-{digest[:10]}"
 
@@ -305,6 +309,7 @@ def plan_json(plan: Plan, preset: Preset) -> dict:
         "judge_tokens": plan.judge_tokens,
         "judge": {"runs_judged": plan.judged_runs, "calls_per_run": per_run,
                   "tokens_per_run": per_run * JUDGE_TOKENS_PER_CALL},
+        "models": model_figures(plan, preset),
         "run_list": [{"id": p.run_id, "question": p.run.question, "model": p.run.model,
                       "strategy": p.run.strategy, "fraction": _text(p.run.fraction),
                       "k": _text(p.run.k), "seed": p.run.seed, "stage_ids": list(p.stage_ids)}
@@ -332,6 +337,15 @@ def assumptions(preset: Preset, throughput: Throughput | None = None) -> dict:
                                 "packing on: the real tokens (sweep/lengths.py)",
             "judge": {"questions": MTBENCH_QUESTIONS, "turns": MTBENCH_TURNS,
                       "repeats": JUDGE_REPEATS, "tokens_per_call": JUDGE_TOKENS_PER_CALL}}
+
+
+def model_figures(plan: Plan, preset: Preset) -> dict[str, dict]:
+    """Per model of the plan: what its GPU hours stand on (the committed table in
+    trainers.model, never a download) and the chat template it trains with."""
+    models = sorted({p.run.model for p in plan.runs})
+    return {m: {"params": MODEL_PRESETS[m].params if m in MODEL_PRESETS else None,
+                "gpus_per_run": gpus_per_run(preset, m), "template": template_for(preset, m)}
+            for m in models}
 
 
 def micro_batches(plan: Plan, preset: Preset) -> dict[str, int]:
@@ -369,12 +383,14 @@ def summary_lines(plan: Plan, preset: Preset) -> list[str]:
               f"{'on' if preset.settings.packing else 'off'}; rows per micro-batch and "
               f"worker {micro_batches(plan, preset)})")]
     if plan.gpu_hours is not None:
-        walls = {m: gpus_per_run(preset, m) for m in sorted({p.run.model for p in plan.runs})}
+        figures = model_figures(plan, preset)
+        walls = {m: f["gpus_per_run"] for m, f in figures.items()}
+        params = {m: f"{f['params'] / 1e9:.2f}B" for m, f in figures.items() if f["params"]}
         t = plan.throughput
         lines.append(
             f"gpu_hours {plan.gpu_hours:,.0f} (naive {plan.naive_gpu_hours:,.0f}) = 6 x params x "
             f"processed_tokens / ({t.device} bf16 peak {t.peak_flops / 1e12:.0f} TFLOP/s x MFU "
-            f"{t.mfu:.1%}, {t.source}); GPUs per run {walls}")
+            f"{t.mfu:.1%}, {t.source}); GPUs per run {walls}; params {params}")
     elif preset.hardware.accelerator:
         lines.append(f"gpu_hours: none (simulated: each run asks for {preset.hardware.workers} "
                      f"{preset.hardware.accelerator}, one per Train worker, and computes on CPU)")
@@ -388,4 +404,7 @@ def summary_lines(plan: Plan, preset: Preset) -> list[str]:
                  "judge: judge_calls 0, judge_tokens 0 (no MT-Bench judge in this preset)")
     lines.append(f"mean tokens per sample (sweep/length_histograms.json, capped at max_len "
                  f"{preset.settings.max_len}): {mean_tokens(preset)}")
+    templates = {m: template_for(preset, m) for m in sorted({p.run.model for p in plan.runs})}
+    lines.append(f"chat templates {templates}; the lengths above are SmolLM2's tokenizer on "
+                 "the Vicuna template: other tokenizers and templates give other counts")
     return lines

@@ -119,6 +119,9 @@ class Preset:
     max_concurrent: int | None = None  # None: as many runs as the cluster's GPUs (or CPUs) hold
     seed_varies: str = "both"  # what a replicate seed changes: "both", "data" or "train"
     fractions: tuple[Fraction, ...] | None = None  # the grid's f values; None: the paper's five
+    # The chat template of every model (`--template`); None: each model preset's own
+    # (trainers.model), else the settings' (the paper's Vicuna).
+    template: str | None = None
     # --decontaminate: test sets whose overlapping samples every training source leaves out
     # (empty: raw sources); once resolved (sweep/identities.py), the test-items file in storage.
     decontaminate: tuple[str, ...] = ()
@@ -262,6 +265,15 @@ def workers_for(preset: Preset, model: str) -> int:
     return gpus_per_run(preset, model) or preset.hardware.workers
 
 
+def template_for(preset: Preset, model: str) -> str:
+    """The chat template `model` trains and is evaluated with: the preset's `--template`, else
+    the model preset's own (trainers.model), else the settings' (an HF id or a path)."""
+    if preset.template is not None:
+        return preset.template
+    spec = MODEL_PRESETS.get(model)
+    return spec.template if spec else preset.settings.template
+
+
 def accelerator_of(preset: Preset) -> str | None:
     """The resource runs are sized by: "GPU", the simulated one, or None (CPUs)."""
     return "GPU" if preset.hardware.use_gpu else preset.hardware.accelerator
@@ -269,9 +281,11 @@ def accelerator_of(preset: Preset) -> str | None:
 
 def train_settings(preset: Preset, model: str, workers: int | None = None) -> TrainSettings:
     """The preset's settings for one model size (on `workers` Train workers, default the
-    preset's). The global batch stays the paper's; the micro-batch shrinks where more workers
-    would overshoot it (33B: 16 GPUs, batch 16)."""
+    preset's) and its chat template. The global batch stays the paper's; the micro-batch
+    shrinks where more workers would overshoot it (33B: 16 GPUs, batch 16)."""
     settings = preset.settings
+    if template_for(preset, model) != settings.template:
+        settings = replace(settings, template=template_for(preset, model))
     workers = workers or workers_for(preset, model)
     micro = min(settings.micro_batch, max(1, settings.global_batch // workers))
     if micro != settings.micro_batch:
@@ -316,7 +330,7 @@ def preset_to_dict(preset: Preset) -> dict:
             "settings": preset.settings.to_dict(), "hardware": asdict(preset.hardware),
             "evaluation": asdict(preset.evaluation), "storage": preset.storage,
             "max_concurrent": preset.max_concurrent, "data_seed": preset.data_seed,
-            "seed_varies": preset.seed_varies,
+            "seed_varies": preset.seed_varies, "template": preset.template,
             "fractions": None if preset.fractions is None else [str(f) for f in preset.fractions],
             "decontaminate": list(preset.decontaminate),
             "decontamination_items": preset.decontamination_items,
@@ -336,6 +350,7 @@ def preset_from_dict(data: dict) -> Preset:
                   hardware=Hardware(**data["hardware"]), evaluation=Evaluation(**evaluation),
                   storage=data["storage"], max_concurrent=data["max_concurrent"],
                   data_seed=data["data_seed"], seed_varies=data.get("seed_varies", "both"),
+                  template=data.get("template"),
                   fractions=None if fractions is None else tuple(Fraction(f) for f in fractions),
                   decontaminate=tuple(data.get("decontaminate", ())),
                   decontamination_items=data.get("decontamination_items"),

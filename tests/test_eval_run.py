@@ -31,7 +31,8 @@ class FakeGenerator:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, handle, conversations, *, max_new_tokens, stop, temperature=0.0):
+    def __call__(self, handle, conversations, *, max_new_tokens, stop, temperature=0.0,
+                 template="vicuna"):
         self.calls.append((handle, len(conversations), max_new_tokens, tuple(stop), temperature))
         return [f"Answer {len(c)}: {c[-1]['content'][:40]}" for c in conversations]
 

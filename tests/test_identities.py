@@ -42,7 +42,8 @@ def training(monkeypatch):
 
     read = {}
 
-    def reading_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, overlong):
+    def reading_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, overlong,
+                      template):
         ids = [r["id"] for source, _ in recipe for r in read_records(specs[source])]
         return ids, type("Report", (), {"to_dict": lambda self: {"sources": []}})()
 

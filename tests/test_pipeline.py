@@ -132,6 +132,27 @@ def test_truncation_is_counted(ray_local, specs):
     assert by_name["odd"].format_rejects == {"no_assistant_tokens": 1, "special_token_in_text": 1}
 
 
+def test_model_template_reaches_the_tokenizing_tasks(ray_local, specs, tokenizer, monkeypatch):
+    """template="model": every row is the tokenizer's own chat template (ChatML, its default
+    system turn first); the special-token sample is still a counted reject; a tokenizer without
+    a chat template fails on the driver before any Ray work."""
+    import copy
+
+    from trainers.data import pipeline
+
+    dataset, report = _build(specs, epochs=1, template="model")
+    by_name = {s.name: s for s in report.sources}
+    assert by_name["odd"].format_rejects["special_token_in_text"] == 1
+    rows = _rows(dataset)
+    assert rows and all(tokenizer.decode(r["input_ids"]).startswith("<|im_start|>system\n")
+                        for r in rows)
+    bare = copy.deepcopy(tokenizer)
+    bare.chat_template = None
+    monkeypatch.setattr(pipeline, "_tokenizer", lambda name: bare)
+    with pytest.raises(ValueError, match="has no chat template"):
+        _build(specs, template="model")
+
+
 @pytest.mark.slow
 def test_a_two_worker_torch_trainer_reads_its_rows(built, tmp_path):
     """Each worker gets the whole dataset (not split) and keeps position % 2 == rank."""
@@ -177,7 +198,7 @@ def test_token_columns_are_lists_even_when_rows_are_equally_long():
                 for i in range(3)]
     batch = {"source": np.array(["s"] * 3, dtype=object), "id": np.array(["a", "b", "c"],
              dtype=object), "messages": np.array(messages + [None], dtype=object)[:3]}
-    table = _tokenize(batch, "tiny_llama", 64, "truncate")
+    table = _tokenize(batch, "tiny_llama", 64, "truncate", "vicuna")
     assert table.schema.field("input_ids").type == pa.list_(pa.int64())
     assert table.schema.field("labels").type == pa.list_(pa.int64())
     assert len(set(table["n_tokens"].to_pylist())) == 1

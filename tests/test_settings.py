@@ -58,6 +58,20 @@ def test_fingerprint_keeps_what_changes_weights_only():
     assert "checkpoint_every_steps" not in base.fingerprint_dict()
 
 
+def test_template_is_in_the_fingerprint_only_when_not_the_papers():
+    """Every stage trained before templates existed used Vicuna: its id must not change, and
+    a stage trained with the model's own template must never be taken for it."""
+    from trainers.identity import stage_id
+
+    base, own = TrainSettings(), TrainSettings(template="model")
+    assert "template" not in base.fingerprint_dict()
+    assert own.fingerprint_dict() == {**base.fingerprint_dict(), "template": "model"}
+    assert stage_id("model:m", [("math", 1)], base, 0) != stage_id("model:m", [("math", 1)], own, 0)
+    assert TrainSettings.from_dict(own.to_dict()) == own
+    with pytest.raises(SettingsError, match="TrainSettings.template='chatml'"):
+        TrainSettings(template="chatml")
+
+
 def test_schedule_warms_up_linearly_then_decays_to_zero():
     s = TrainSettings(lr=1.0)
     total = 100

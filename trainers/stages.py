@@ -207,7 +207,7 @@ def train_stage(planned: PlannedStage, parent: StageResult | None, sources_fp: d
     settings = planned.settings
     dataset, report = ex.build_dataset(
         planned.recipe, ex.specs, ex.model, seed=ex.seed, epochs=settings.epochs,
-        max_len=settings.max_len, overlong=settings.overlong)
+        max_len=settings.max_len, overlong=settings.overlong, template=settings.template)
     start_from = parent_source(planned, parent, ex)
     outcome = ex.fit(FitConfig(
         model=start_from, tokenizer=ex.model, dataset=dataset, settings=settings,

@@ -45,7 +45,7 @@ def recipe_rows(recipe_text: str, tokenizer_name: str, settings: TrainSettings) 
         for record in select(read_records(specs[source]), amount, settings.seed, source):
             try:
                 row = tokenize_conversation(record["messages"], tokenizer, settings.max_len,
-                                            settings.overlong)
+                                            settings.overlong, settings.template)
             except FormatError:
                 continue
             rows.append({"source": source, "id": record["id"], "input_ids": row["input_ids"],

@@ -19,6 +19,7 @@ from trainers.data.builtin_sources import cached_builtin_specs
 from trainers.data.recipe import parse_recipe
 from trainers.data.records import RecordError
 from trainers.data.sources import FORMATS, SourceSpec, make_spec
+from trainers.settings import DEFAULT_TEMPLATE, TEMPLATES
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -81,6 +82,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--overlong", choices=("truncate", "drop"), default="truncate")
     p.add_argument("--max-chars", type=int, default=None, help="reject longer conversations")
     p.add_argument("--tokenizer", default="smollm2_135m")
+    p.add_argument("--template", choices=TEMPLATES, default=DEFAULT_TEMPLATE,
+                   help="chat template: the paper's vicuna, or the tokenizer's own (model)")
     p.add_argument("--micro-batch", type=int, default=8)
     p.add_argument("--out", type=Path, default=None, help="save data_report.json here")
     p.add_argument("--corpora-dir", type=Path, default=None,
@@ -104,7 +107,8 @@ def run(args: argparse.Namespace) -> dict:
     ray.data.DataContext.get_current().enable_progress_bars = False
     dataset, report = build_stage_dataset(
         recipe, specs, args.tokenizer, seed=args.seed, epochs=args.epochs, max_len=args.max_len,
-        overlong=args.overlong, strict=args.strict, max_chars=args.max_chars)
+        overlong=args.overlong, strict=args.strict, max_chars=args.max_chars,
+        template=args.template)
     pad_id = load_tokenizer(args.tokenizer).pad_token_id
     padding = padding_summary(dataset, args.micro_batch, 0 if pad_id is None else pad_id)
     result = {"report": report.to_dict(), "padding": padding}

@@ -1,8 +1,9 @@
-"""Conversations -> token ids and loss labels with the Vicuna v1.1 template (trainers/data/template.py).
+"""Conversations -> token ids and loss labels with a chat template (trainers/data/chat_template.py:
+the paper's Vicuna v1.1 by default, or the tokenizer's own).
 
-Labels are -100 everywhere except the assistant replies and their end-of-turn (EOS) token. A
-sample that cannot be labelled exactly raises `FormatError(reason)`, a counted reject.
-    python -m trainers.data.formatting        # prints one labelled sample, token by token
+Labels are -100 everywhere except the assistant replies and their end-of-turn token. A sample
+that cannot be labelled exactly raises `FormatError(reason)`, a counted reject.
+    python -m trainers.data.formatting [MODEL [TEMPLATE]]   # one labelled sample, token by token
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import sys
 
 import numpy as np
 
-from trainers.data.template import eos_text_for, render_with_spans
+from trainers.data.chat_template import ChatTemplate, chat_template
+from trainers.settings import DEFAULT_TEMPLATE
 
 IGNORE = -100
 OVERLONG = ("truncate", "drop")
@@ -37,7 +39,8 @@ class FormatError(ValueError):
 
 
 def tokenize_conversation(
-    messages: list[dict], tokenizer, max_len: int = 2048, overlong: str = "truncate"
+    messages: list[dict], tokenizer, max_len: int = 2048, overlong: str = "truncate",
+    template: str | ChatTemplate = DEFAULT_TEMPLATE,
 ) -> dict:
     """Token ids and labels of one conversation: `{"input_ids", "labels", "truncated"}`.
 
@@ -47,21 +50,28 @@ def tokenize_conversation(
     separately and, when the counts disagree with the whole (a tokenizer that merges differently
     at a boundary), masks the *whole* sample with a warning: a silent loss of data. Here any token
     straddling a reply boundary, a reply not covered by its own tokens, or an end-of-turn text not
-    encoded as the EOS id raises FormatError("template_mismatch") so the caller counts it.
+    encoded as the template's end-of-turn id raises FormatError("template_mismatch") so the
+    caller counts it. `template`: a name ("vicuna", "model") or a ChatTemplate built once.
     """
     if overlong not in OVERLONG:
         raise ValueError(f"overlong must be one of {OVERLONG}, got {overlong!r}")
     if not any(m.get("role") == "assistant" for m in messages):
         raise FormatError(NO_ASSISTANT_TOKENS, "conversation has no assistant turn")
+    template = chat_template(template, tokenizer)
     try:
-        text, spans = render_with_spans(messages, eos_text_for(tokenizer))
+        if template.writes_special_tokens:
+            refuse_special_text(messages, tokenizer)
+        text, spans = template.render_with_spans(messages)
     except (KeyError, TypeError) as err:
         raise FormatError(BAD_MESSAGES, f"malformed message: {err!r}") from err
-    except ValueError as err:
-        raise FormatError(BAD_MESSAGES, str(err)) from err
-    encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=True)
+    except ValueError as err:  # TemplateError carries its own reason
+        raise FormatError(getattr(err, "reason", BAD_MESSAGES), str(err)) from err
+    encoded = tokenizer(text, return_offsets_mapping=True,
+                        add_special_tokens=template.add_special_tokens)
     input_ids = list(encoded["input_ids"])
-    labels = label_spans(input_ids, encoded["offset_mapping"], spans, tokenizer)
+    labels = label_spans(input_ids, encoded["offset_mapping"], spans, tokenizer,
+                         end_id=template.end_of_turn_id,
+                         special_outside=template.writes_special_tokens)
     truncated = False
     if len(input_ids) > max_len:
         if overlong == "drop":
@@ -72,12 +82,27 @@ def tokenize_conversation(
     return {"input_ids": input_ids, "labels": labels, "truncated": truncated}
 
 
-def label_spans(input_ids, offsets, spans, tokenizer) -> list[int]:
-    """Labels for the tokens inside `spans`; raises FormatError unless every span is exact."""
-    eos_id = tokenizer.eos_token_id
+def refuse_special_text(messages: list[dict], tokenizer) -> None:
+    """A message whose text spells a special token (a chat log quoting "<|im_end|>"): where the
+    template writes special tokens itself, they cannot be told apart from the template's own
+    after tokenizing, so the message is refused before, not mislabelled."""
+    for message in messages:
+        for token in tokenizer.all_special_tokens:
+            if token in message["content"]:
+                raise FormatError(SPECIAL_TOKEN_IN_TEXT, f"{token!r} in a {message['role']} turn")
+
+
+def label_spans(input_ids, offsets, spans, tokenizer, end_id: int | None = None,
+                special_outside: bool = False) -> list[int]:
+    """Labels for the tokens inside `spans`; raises FormatError unless every span is exact.
+
+    Each span must end with `end_id` (default: the EOS id, Vicuna's end of turn). Special
+    tokens outside the spans are refused unless `special_outside` (a template that writes its
+    own, whose messages were checked by `refuse_special_text`)."""
+    end_id = tokenizer.eos_token_id if end_id is None else end_id
     special = set(tokenizer.all_special_ids)
     labels = [IGNORE] * len(input_ids)
-    eos_positions = set()
+    end_positions = set()
     span_index, n_spans = 0, len(spans)
     cover = [start for start, _ in spans]  # how far each span is covered by its tokens
     last_token = [None] * n_spans
@@ -93,17 +118,18 @@ def label_spans(input_ids, offsets, spans, tokenizer) -> list[int]:
             cover[span_index] = max(cover[span_index], b)
             labels[pos] = int(token)
             last_token[span_index] = pos
-        elif token in special and a < b:
+        elif token in special and a < b and not special_outside:
             raise FormatError(SPECIAL_TOKEN_IN_TEXT, f"special token {token} at characters {a}:{b}")
     for i, (start, end) in enumerate(spans):
         pos = last_token[i]
         if pos is None or cover[i] != end:
             raise FormatError(TEMPLATE_MISMATCH, f"reply {i} ({start}:{end}) is not fully tokenized")
-        if input_ids[pos] != eos_id:
-            raise FormatError(TEMPLATE_MISMATCH, f"reply {i} does not end with the EOS id {eos_id}")
-        eos_positions.add(pos)
+        if input_ids[pos] != end_id:
+            raise FormatError(TEMPLATE_MISMATCH, f"reply {i} does not end with the end-of-turn "
+                              f"id {end_id}")
+        end_positions.add(pos)
     for pos, label in enumerate(labels):
-        if label in special and pos not in eos_positions:
+        if label in special and pos not in end_positions:
             raise FormatError(SPECIAL_TOKEN_IN_TEXT, f"special token {label} inside a reply")
     return labels
 
@@ -113,7 +139,8 @@ def as_messages(value) -> list[dict]:
     return [{"role": str(m["role"]), "content": str(m["content"])} for m in list(value)]
 
 
-def tokenize_batch(batch, tokenizer, max_len: int = 2048, overlong: str = "truncate"):
+def tokenize_batch(batch, tokenizer, max_len: int = 2048, overlong: str = "truncate",
+                   template: str = DEFAULT_TEMPLATE):
     """A Ray Data `map_batches` function (batch_format "pandas" or "numpy").
 
     Adds `input_ids`, `labels` (int64 arrays), `n_tokens`, `truncated` and `reject_reason` ("" when
@@ -122,10 +149,12 @@ def tokenize_batch(batch, tokenizer, max_len: int = 2048, overlong: str = "trunc
     it with a tokenizer cached once per Ray worker process.
     """
     columns = {name: batch[name] for name in batch if name != "messages"}
+    template = chat_template(template, tokenizer)  # once per batch: "model" probes the template
     ids, labels, n_tokens, truncated, reasons = [], [], [], [], []
     for value in batch["messages"]:
         try:
-            row = tokenize_conversation(as_messages(value), tokenizer, max_len, overlong)
+            row = tokenize_conversation(as_messages(value), tokenizer, max_len, overlong,
+                                        template)
             reason = ""
         except FormatError as err:
             row, reason = {"input_ids": [], "labels": [], "truncated": False}, err.reason
@@ -171,11 +200,13 @@ def main(argv: list[str]) -> None:
     from trainers.model import load_tokenizer
 
     tokenizer = load_tokenizer(argv[0] if argv else "tiny_llama")
+    template = argv[1] if len(argv) > 1 else DEFAULT_TEMPLATE
     messages = [
         {"role": "user", "content": "What is 2 + 3?"},
         {"role": "assistant", "content": "2 + 3 = 5."},
     ]
-    print(describe(tokenize_conversation(messages, tokenizer), tokenizer))
+    row = tokenize_conversation(messages, tokenizer, template=template)
+    print(describe(row, tokenizer))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from trainers.data.recipe import Recipe, format_amount, format_recipe
 from trainers.data.records import RecordError, Rejects
 from trainers.data.selection import count_for, selection_key
 from trainers.data.sources import SourceSpec
+from trainers.settings import DEFAULT_TEMPLATE
 
 # ---- driver side: plan, scan, select from small keys -------------------------------------------
 
@@ -217,7 +218,7 @@ def _tokenizer(name: str):
     return load_tokenizer(name)
 
 
-def _tokenize(batch: dict, tokenizer_name: str, max_len: int, overlong: str):
+def _tokenize(batch: dict, tokenizer_name: str, max_len: int, overlong: str, template: str):
     """tokenize_batch, returned as an Arrow table with list<int64> token columns: left to Ray,
     a block whose rows happen to be equally long becomes a fixed-shape tensor column, and its
     chunks would no longer concatenate with the variable-shaped ones."""
@@ -225,7 +226,7 @@ def _tokenize(batch: dict, tokenizer_name: str, max_len: int, overlong: str):
 
     from trainers.data.formatting import tokenize_batch
 
-    out = tokenize_batch(batch, _tokenizer(tokenizer_name), max_len, overlong)
+    out = tokenize_batch(batch, _tokenizer(tokenizer_name), max_len, overlong, template)
     tokens = {k: pa.array(list(out[k]), type=pa.list_(pa.int64())) for k in ("input_ids", "labels")}
     return pa.table({k: tokens.get(k, v) for k, v in out.items()})
 
@@ -234,6 +235,7 @@ def build_stage_dataset(
     recipe: Recipe, specs: dict[str, SourceSpec], tokenizer_name: str, *, seed: int, epochs: int,
     max_len: int = 2048, overlong: str = "truncate", strict: bool = False,
     max_chars: int | None = None, num_blocks: int | None = None,
+    template: str = DEFAULT_TEMPLATE,
 ):
     """(dataset with ROW_COLUMNS, ordered by (epoch, position), DataReport).
 
@@ -241,10 +243,16 @@ def build_stage_dataset(
     because the report and the epoch positions must count format rejects first: positions are
     contiguous over the samples kept, so every rank gets its fair share and none waits on a hole.
     `num_blocks`: parts per source (default: about one per 5000 rows, at most 64); any layout
-    gives the same rows.
+    gives the same rows. `template`: the chat template's name (trainers/data/chat_template.py);
+    "model" is checked against the tokenizer here, so a tokenizer without a chat template
+    fails at once with its reason instead of inside every tokenizing task.
     """
     import ray
 
+    if template != DEFAULT_TEMPLATE:
+        from trainers.data.chat_template import chat_template
+
+        chat_template(template, _tokenizer(tokenizer_name))
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     selections, counts = select_sources(recipe, specs, seed, strict, max_chars, num_blocks)
     if not sum(len(s.ordinals) for s in selections):
@@ -253,7 +261,7 @@ def build_stage_dataset(
         read_selected(selections, specs, max_chars)
         .map_batches(_tokenize, batch_format="numpy", zero_copy_batch=False,
                      fn_kwargs={"tokenizer_name": tokenizer_name, "max_len": max_len,
-                                "overlong": overlong})
+                                "overlong": overlong, "template": template})
         .materialize()
     )
     outcome = _outcome(tokenized)
