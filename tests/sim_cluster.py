@@ -40,7 +40,7 @@ class SimCluster:
     """`with SimCluster() as cluster:` a head is up at `cluster.address`; workers come and go
     as the autoscaler decides. `kill_node(node_id)` takes one away as a preempted spot VM."""
 
-    def __init__(self, config: Path = CONFIG, **overrides):
+    def __init__(self, config: Path = CONFIG, env: dict | None = None, **overrides):
         self.temp_dir = tempfile.mkdtemp(prefix="raysim-", dir="/tmp")  # short: socket paths
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -50,6 +50,7 @@ class SimCluster:
         config_data.update(overrides)
         self.config_path.write_text(yaml.safe_dump(config_data))
         self.dashboard = f"http://127.0.0.1:{free_port()}"
+        self.extra_env = dict(env or {})
         self.head: subprocess.Popen | None = None
         self.log = Path(self.temp_dir, "head.log")
 
@@ -63,7 +64,7 @@ class SimCluster:
                 "AUTOSCALER_UPDATE_INTERVAL_S": "1", "AUTOSCALER_HEARTBEAT_TIMEOUT_S": "10",
                 "RAY_OVERRIDE_NODE_ID_FOR_TESTING": HEAD_NODE_ID,
                 "RAY_CLOUD_INSTANCE_ID": HEAD_NODE_ID, "RAY_NODE_TYPE_NAME": HEAD_TYPE,
-                "PYTHONPATH": str(REPO)}
+                "PYTHONPATH": str(REPO), **self.extra_env}
 
     def start(self, timeout_s: float = 120) -> Self:
         head = yaml.safe_load(self.config_path.read_text())["available_node_types"][HEAD_TYPE]

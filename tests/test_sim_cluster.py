@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,8 +35,8 @@ SHARED_FIRST = ("mixed_sequential", "dmt")  # both start with [code=1,math=1]
 pytestmark = pytest.mark.slow
 
 
-def _sweep(args: list[str], cwd: Path, timeout_s: float = 600) -> str:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+def _sweep(args: list[str], cwd: Path, timeout_s: float = 600, env: dict | None = None) -> str:
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO), **(env or {})}
     out = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=timeout_s, check=False)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
@@ -54,9 +55,10 @@ class SpotLosses(threading.Thread):
     `stage` once its first mid-stage checkpoint is in storage, then the node that finished it
     once its manifest is. Records what it killed, and when."""
 
-    def __init__(self, cluster: SimCluster, bucket: str, prefix: str, stage: str):
+    def __init__(self, cluster: SimCluster, bucket: str, prefix: str, stage: str, cache: Path):
         super().__init__(daemon=True)
         self.cluster, self.bucket, self.prefix, self.stage = cluster, bucket, prefix, stage
+        self.cache = cache
         self.events: list[dict] = []
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -77,8 +79,12 @@ class SpotLosses(threading.Thread):
             self.error = e
 
     def _kill(self, when: str, nodes: list[str], **info) -> None:
+        """The nodes' processes and their local disk (their cache folder) go, as with a VM:
+        whatever relied on a lost node's local copy fails the test."""
         pids = [pid for node in nodes for pid in self.cluster.kill_node(node)]
         assert pids, f"{when}: no process of nodes {nodes} to kill"
+        for node in nodes:
+            shutil.rmtree(self.cache / "nodes" / node, ignore_errors=True)
         self.events.append({"when": when, "nodes": nodes, "at": time.time(), **info})
 
     def _wait_json(self, prefix: str, suffix: str, ready=lambda data: True) -> dict:
@@ -137,15 +143,16 @@ def test_simulated_cluster_scales_from_zero_survives_spot_losses_and_matches_a_l
     shared_stage = shared.pop()
 
     t0 = time.time()
-    with SimCluster() as cluster:
+    cache = {"DMT_CACHE": str(tmp_path / "cache")}  # every node's cache folder in one place
+    with SimCluster(env=cache) as cluster:
         assert [n["is_head_node"] for n in cluster.nodes()] == [True]  # no worker at start
-        losses = SpotLosses(cluster, bucket, prefix, shared_stage)
+        losses = SpotLosses(cluster, bucket, prefix, shared_stage, tmp_path / "cache")
         losses.start()
         try:
             out = _sweep([*GRID, "--simulate-gpus", "--checkpoint-every", "1",
                           "--address", cluster.address, "--cluster-config",
                           str(cluster.config_path), "--storage", f"{bucket_uri}/{prefix}"],
-                         tmp_path)
+                         tmp_path, env=cache)
         finally:
             losses.stop.set()
             losses.join(30)
@@ -184,12 +191,15 @@ def test_simulated_cluster_scales_from_zero_survives_spot_losses_and_matches_a_l
     assert not set(placements[1]["nodes"]) & set(mid["nodes"])
     assert manifests[shared_stage]["metrics"]["resumed_from"] == [placements[1]["from_step"]]
 
-    # Second stages ran elsewhere: their parent came through storage, not a node's disk.
+    # Second stages ran elsewhere: their parent came through storage, not a node's disk, and
+    # each node kept its own cache.
     after = next(e for e in losses.events if e["when"] == "after stage")
+    cached_on = {p.name for p in (tmp_path / "cache" / "nodes").iterdir()}
     for r in sim_plan["run_list"]:
         if len(r["stage_ids"]) == 2:
             last = manifests[r["stage_ids"][1]]["placements"][-1]["nodes"]
             assert not set(last) & set(after["nodes"])
+            assert set(last) <= cached_on  # the parent copied into that node's own cache
 
     # The same numbers as a plain local Ray with the same worker count.
     local_storage = tmp_path / "local"

@@ -148,7 +148,8 @@ def node_cache_root() -> Path:
     simulated cluster's nodes do), so nothing can rely on another node's local copy."""
     ray = sys.modules.get("ray")  # never imported here for it: dry runs start no Ray
     if ray is not None and ray.is_initialized():
-        return cache_root() / "nodes" / ray.get_runtime_context().get_node_id()[:16]
+        # The whole id: the simulated cluster's ids differ only in their last digits.
+        return cache_root() / "nodes" / ray.get_runtime_context().get_node_id()
     return cache_root()
 
 
