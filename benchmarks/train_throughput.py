@@ -4,7 +4,12 @@ model, samples, order and batch size, in one process, for padded and for packed 
 The samples mix short math/code and longer chat in the paper's proportions (110k : 20k : 86k):
 `--data corpora` tokenizes the built-in synthetic corpora, `--data paper-lengths` draws token
 lengths like GSM8K-RFT / Code Alpaca / ShareGPT (chat ~ lognormal, median ~700, up to max_len).
-    python -m benchmarks.train_throughput --model tiny_llama --steps 12 --batch 8
+Each of the four runs is repeated `--repeats` times, interleaved so drift hits all alike; the
+tables show medians. The breakdown splits "loop packed / Trainer padded" into exact factors:
+padding removed (positions the Trainer computes per real token), the loop's per-position speed
+on the same padded batches (it skips the vocabulary projection where no label follows), and
+packed against padded per position in the loop (the block-diagonal attention path).
+    python -m benchmarks.train_throughput --model tiny_llama --data paper-lengths --repeats 3
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import statistics
 import tempfile
 import time
 
@@ -64,6 +70,19 @@ def paper_length_samples(n: int, max_len: int, vocab: int, seed: int) -> list[di
 
 def batch_tokens(samples: list[dict], batch: int, step: int) -> int:
     return sum(len(s["input_ids"]) for s in samples[step * batch:(step + 1) * batch])
+
+
+def padded_positions(samples: list[dict], batch: int, step: int) -> int:
+    """Positions a batch padded to its longest row computes (real tokens and pad)."""
+    rows = samples[step * batch:(step + 1) * batch]
+    return len(rows) * max(len(s["input_ids"]) for s in rows)
+
+
+def padding_gain(samples: list[dict], batch: int, steps: int, warmup: int) -> float:
+    """Padded positions per real token over the timed steps: the most packing can gain alone."""
+    timed = range(warmup + 1, steps)
+    return (sum(padded_positions(samples, batch, i) for i in timed)
+            / sum(batch_tokens(samples, batch, i) for i in timed))
 
 
 def rate(samples, batch, step_ends: list[float], warmup: int) -> float:
@@ -143,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-len", type=int, default=2048)
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each; medians shown")
     args = parser.parse_args(argv)
 
     from trainers.model import load_tokenizer
@@ -158,21 +178,48 @@ def main(argv: list[str] | None = None) -> None:
     print(f"sample tokens: median {lengths[n // 2]}, mean {sum(lengths) / n:.0f}, "
           f"max {lengths[-1]}")
     common = (args.model, samples, args.batch, args.steps, args.warmup)
-    results = {}
-    for packing in (False, True):
-        results[packing] = (run_trainer(*common, packing, args.precision, tokenizer),
-                            run_loop(*common, packing, args.precision, tokenizer.pad_token_id))
-    base = results[False][0]["tokens_per_s"]
-    print(f"\n{'batches':8} {'Trainer tok/s':>14} {'loop tok/s':>11} {'loop/Trainer':>13} "
-          f"{'loop/Trainer padded':>20} {'loop pad frac':>14}")
-    for packing, (hf, ours) in results.items():
-        print(f"{'packed' if packing else 'padded':8} {hf['tokens_per_s']:14.1f} "
-              f"{ours['tokens_per_s']:11.1f} {ours['tokens_per_s'] / hf['tokens_per_s']:13.2f} "
-              f"{ours['tokens_per_s'] / base:20.2f} {ours['padding']:14.2f}")
-    print("\nfinal-step loss (loop) / mean loss (Trainer): "
-          + ", ".join(f"{'packed' if p else 'padded'} {o['loss']:.3f} / {h['loss']:.3f}"
-                      for p, (h, o) in results.items()))
+    runs = {(packing, who): [] for packing in (False, True) for who in ("Trainer", "loop")}
+    for repeat in range(args.repeats):
+        for packing in (False, True):
+            runs[packing, "Trainer"].append(
+                run_trainer(*common, packing, args.precision, tokenizer))
+            runs[packing, "loop"].append(
+                run_loop(*common, packing, args.precision, tokenizer.pad_token_id))
+        print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(
+            f"{who} {'packed' if p else 'padded'} {r[-1]['tokens_per_s']:.0f}"
+            for (p, who), r in runs.items()) + " tok/s", flush=True)
+    print_tables(runs, padding_gain(samples, args.batch, args.steps, args.warmup))
 
+
+def median_rate(results: list[dict]) -> float:
+    return statistics.median(r["tokens_per_s"] for r in results)
+
+
+def print_tables(runs: dict, gain: float) -> None:
+    n = len(runs[False, "Trainer"])
+    med = {key: median_rate(results) for key, results in runs.items()}
+    base = med[False, "Trainer"]
+    print(f"\nmedians of {n} repeats (range in brackets), real tokens/s")
+    print(f"{'batches':8} {'Trainer tok/s':>22} {'loop tok/s':>22} {'loop/Trainer':>13} "
+          f"{'loop/Trainer padded':>20}")
+    for packing in (False, True):
+        cells = []
+        for who in ("Trainer", "loop"):
+            rates = [r["tokens_per_s"] for r in runs[packing, who]]
+            cells.append(f"{med[packing, who]:.0f} [{min(rates):.0f}-{max(rates):.0f}]")
+        print(f"{'packed' if packing else 'padded':8} {cells[0]:>22} {cells[1]:>22} "
+              f"{med[packing, 'loop'] / med[packing, 'Trainer']:13.2f} "
+              f"{med[packing, 'loop'] / base:20.2f}")
+    # Per-position speeds: the padded runs compute `gain` positions per real token.
+    loop_vs_trainer = med[False, "loop"] / base
+    packed_vs_padded = med[True, "loop"] / (med[False, "loop"] * gain)
+    print(f"\nloop packed / Trainer padded = {med[True, 'loop'] / base:.2f} = "
+          f"padding removed {gain:.2f} x loop per-position speed on padded batches "
+          f"{loop_vs_trainer:.2f} x packed vs padded per position in the loop "
+          f"{packed_vs_padded:.2f}")
+    print("final-step loss (loop) / mean loss (Trainer): " + ", ".join(
+        f"{'packed' if p else 'padded'} {runs[p, 'loop'][-1]['loss']:.3f} / "
+        f"{runs[p, 'Trainer'][-1]['loss']:.3f}" for p in (False, True)))
 
 if __name__ == "__main__":
     main()
