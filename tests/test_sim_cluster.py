@@ -31,14 +31,24 @@ REPO = Path(__file__).resolve().parents[1]
 GRID = ["sweep.rq4", "--preset", "smoke", "--ks", "1",
         "--strategies", "math_only,code_only,mixed_sequential,dmt"]
 SHARED_FIRST = ("mixed_sequential", "dmt")  # both start with [code=1,math=1]
+SWEEP_LIMIT_S = 1800
 
 pytestmark = pytest.mark.slow
 
 
-def _sweep(args: list[str], cwd: Path, timeout_s: float = 600, env: dict | None = None) -> str:
+def _sweep(args: list[str], cwd: Path, env: dict | None = None, on_timeout=str) -> str:
+    """The sweep's stdout. The limit only guards against a hang: a quiet 2-core machine takes
+    ~4 minutes, one with a core taken by other work more than 10."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO), **(env or {})}
-    out = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True,
-                         text=True, timeout=timeout_s, check=False)
+    try:
+        out = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env,
+                             capture_output=True, text=True, timeout=SWEEP_LIMIT_S, check=False)
+    except subprocess.TimeoutExpired as e:
+        tails = [(x or b"")[-4000:] for x in (e.stdout, e.stderr)]
+        text = "\n".join(t.decode(errors="replace") if isinstance(t, bytes) else t
+                         for t in tails)
+        raise AssertionError(f"sweep still running after {SWEEP_LIMIT_S} s:\n{text}\n"
+                             f"{on_timeout()}") from None
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     return out.stdout
 
@@ -152,7 +162,7 @@ def test_simulated_cluster_scales_from_zero_survives_spot_losses_and_matches_a_l
             out = _sweep([*GRID, "--simulate-gpus", "--checkpoint-every", "1",
                           "--address", cluster.address, "--cluster-config",
                           str(cluster.config_path), "--storage", f"{bucket_uri}/{prefix}"],
-                         tmp_path, env=cache)
+                         tmp_path, env=cache, on_timeout=cluster.autoscaler_log)
         finally:
             losses.stop.set()
             losses.join(30)
