@@ -102,14 +102,12 @@ def run_loop(model_name, samples, batch, steps, warmup, packing, precision, pad_
     backend = TorchBackend(build_model(model_name, seed=0), settings, total_steps=steps,
                            device="cuda" if torch.cuda.is_available() else "cpu",
                            precision=precision)
-    ends, pad = [], []
+    ends = []
     for step in range(steps):
         rows = samples[step * batch:(step + 1) * batch]
         stats = train_step(backend, collate_micro_batches(rows, plan, pad_id, packing))
-        pad.append(1 - stats.real_tokens / stats.padded_tokens)
         ends.append(time.perf_counter())
-    return {"tokens_per_s": rate(samples, batch, ends, warmup), "padding": sum(pad) / len(pad),
-            "loss": stats.loss}
+    return {"tokens_per_s": rate(samples, batch, ends, warmup), "loss": stats.loss}
 
 
 def run_trainer(model_name, samples, batch, steps, warmup, packing, precision, tokenizer) -> dict:
@@ -220,6 +218,7 @@ def print_tables(runs: dict, gain: float) -> None:
     print("final-step loss (loop) / mean loss (Trainer): " + ", ".join(
         f"{'packed' if p else 'padded'} {runs[p, 'loop'][-1]['loss']:.3f} / "
         f"{runs[p, 'Trainer'][-1]['loss']:.3f}" for p in (False, True)))
+
 
 if __name__ == "__main__":
     main()
