@@ -36,7 +36,7 @@ def baseline_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, over
     then handed to Ray Data (from_items) only to tokenize."""
     import ray
 
-    from trainers.data.data_report import build_report as _report
+    from trainers.data.data_report import build_data_report as _report
     from trainers.data.ordering import default_blocks
     from trainers.data.pipeline import _tokenize
     from trainers.data.recipe import format_amount
@@ -178,7 +178,7 @@ def measure(path: str, corpora: str, fraction: Fraction, tokenizer: str, max_len
             cpus: int) -> dict:
     import ray
 
-    from trainers.data.corpora import builtin_specs
+    from trainers.data.corpora import folder_specs
     from trainers.data.pipeline import build_stage_dataset
     from trainers.data.recipe import make_recipe
 
@@ -186,12 +186,12 @@ def measure(path: str, corpora: str, fraction: Fraction, tokenizer: str, max_len
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
              _temp_dir=tempfile.mkdtemp(prefix="bench-mem-ray-"))
     ray.data.DataContext.get_current().enable_progress_bars = False
-    specs = builtin_specs(corpora)
+    specs = folder_specs(corpora)
     recipe = make_recipe([(s, fraction) for s in SOURCES])
     build = build_stage_dataset if path == "ray_data" else baseline_build
     warm = Path(tempfile.mkdtemp(prefix="bench-mem-warm-"))  # imports, tokenizer, Ray workers
     write_corpora(warm, 2000)
-    _build_and_read(build, recipe, builtin_specs(warm), tokenizer, max_len)
+    _build_and_read(build, recipe, folder_specs(warm), tokenizer, max_len)
     rss_start = _rss_now()
     start = time.perf_counter()
     with Peaks() as peaks:  # the build alone: reading the rows is the trainers' work

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.data.corpora import DEFAULT_SIZES, builtin_specs, write_builtin_corpora
+from trainers.data.corpora import DEFAULT_SIZES, folder_specs, write_builtin_corpora
 from trainers.data.recipe import make_recipe
 
 SOURCES = ("math", "code", "general")
@@ -45,7 +45,7 @@ def run_ours(recipe, specs, tokenizer: str, max_len: int, batch_size: int) -> tu
 def _hf_normalize(fmt: str):
     """HF-side normalization into messages with the same readers' converters."""
     from trainers.data.records import check_messages, content_id
-    from trainers.data.rows import _Bad
+    from trainers.data.rows import BadRow
     from trainers.data.sources import CONVERTERS
 
     def convert(row):
@@ -53,7 +53,7 @@ def _hf_normalize(fmt: str):
             messages = CONVERTERS[fmt](row)
             messages = messages[1:] if messages and messages[0]["role"] == "assistant" else messages
             reason = check_messages(messages)
-        except _Bad as bad:
+        except BadRow as bad:
             messages, reason = [], str(bad)
         own = row.get("id")
         return {"messages": messages, "ok": reason is None,
@@ -64,9 +64,9 @@ def _hf_normalize(fmt: str):
 def run_hf(recipe, specs, tokenizer_name: str, max_len: int, batch_size: int, cpus: int):
     import datasets
 
+    from core.model import load_tokenizer
     from trainers.data.formatting import FormatError, tokenize_conversation
     from trainers.data.selection import count_for, order_key, selection_key
-    from trainers.model import load_tokenizer
 
     datasets.disable_caching()
     start = time.perf_counter()
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     write_builtin_corpora(work, scaled_sizes(args.records))
     print(f"wrote {args.records} synthetic records in {time.perf_counter() - start:.1f}s")
-    specs = builtin_specs(work)
+    specs = folder_specs(work)
     recipe = make_recipe([(s, args.fraction) for s in SOURCES])
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,

@@ -52,7 +52,7 @@ def main() -> None:
     import torch
 
     from evals.generation import generate_text, load, stop_strings
-    from trainers.data.template import STOP, eos_text_for, generation_prompt
+    from trainers.data.vicuna import STOP, eos_text_for, generation_prompt
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     (model, tokenizer), load_s = timed(lambda: load(args.model, dtype=dtype))

@@ -2,7 +2,7 @@
 fp32 masters against fp32, (b) packed against padded batches per attention kernel, (c) train-step
 tokens/s and MFU against a measured bf16 matmul peak, (d) batched greedy generation against batch
 1, (e) DeepSpeed ZeRO-3 and vLLM where installed. Each part runs in its own process under its own
-timeout and writes OUT/<part>.json as it ends; OUT/summary.json gathers them (sweep/plan.py reads
+timeout and writes OUT/<part>.json as it ends; OUT/summary.json gathers them (sweep/planning/plan.py reads
 its MFU: `--mfu-from OUT/summary.json`). On a CPU it runs tiny sizes in under a minute.
     python -m benchmarks.gpu_check --out /tmp/gpucheck          (docs/GPU_CHECK.md)
 """

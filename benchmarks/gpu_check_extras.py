@@ -1,6 +1,6 @@
 """Part (e) of `python -m benchmarks.gpu_check`: DeepSpeed ZeRO-3 and vLLM, each only where it is
 installed (docs/GPU_CHECK.md says how to carry their wheels) and a GPU is present. Neither can
-run on the CPU dev machines (no GPU; ZeRO on CPU is tested in tests/test_deepspeed.py).
+run on the CPU dev machines (no GPU; ZeRO on CPU is tested in tests/trainers/test_deepspeed.py).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def part_deepspeed(size: Size) -> dict:
     why = unavailable("deepspeed", size)
     if why:
         return {"ok": None, "status": why}
+    from core.settings import TrainSettings
     from trainers.backends import DeepSpeedBackend
-    from trainers.loop import StepPlan, collate_micro_batches, train_step
-    from trainers.settings import TrainSettings
+    from trainers.loop import StepSchedule, collate_micro_batches, train_step
 
     _single_process_group()
     n, length = size.precision_batch
@@ -56,7 +56,7 @@ def part_deepspeed(size: Size) -> dict:
                              micro_batch=n, precision="bf16", backend="deepspeed", zero_stage=3)
     b = DeepSpeedBackend(build(size), settings, total_steps=20, grad_accum=1,
                          device="cuda", precision="bf16")
-    plan = StepPlan.create(settings, n, 1)
+    plan = StepSchedule.create(settings, n, 1)
     batches = collate_micro_batches(random_rows([length] * n, size.vocab, seed=1), plan, 0, False)
     sync("cuda")
     t0 = time.perf_counter()

@@ -48,7 +48,7 @@ class Size:
 def build(size: Size, big: bool = False, seed: int = 0):
     from transformers import LlamaForCausalLM
 
-    from trainers.model import llama_1b_config, smollm2_135m_config, tiny_llama_config
+    from core.model import llama_1b_config, smollm2_135m_config, tiny_llama_config
 
     if big:
         config = llama_1b_config()
@@ -77,8 +77,8 @@ def sync(device: str) -> None:
 
 
 def backend(model, size: Size, precision: str, lr: float, steps: int, batch: int):
+    from core.settings import TrainSettings
     from trainers.backends import TorchBackend
-    from trainers.settings import TrainSettings
 
     settings = TrainSettings(lr=lr, warmup_ratio=0.0, lr_schedule="constant", global_batch=batch,
                              micro_batch=batch, precision=precision, backend="ddp")
@@ -104,7 +104,7 @@ def cpu_bf16_allowed(size: Size):
 # ---- (a) bf16 autocast over fp32 masters against fp32 --------------------------------------
 
 def part_precision(size: Size) -> dict:
-    from trainers.loop import StepPlan, collate_micro_batches, train_step
+    from trainers.loop import StepSchedule, collate_micro_batches, train_step
 
     n, length = size.precision_batch
     rows = random_rows([length] * n, size.vocab, seed=1)
@@ -114,7 +114,7 @@ def part_precision(size: Size) -> dict:
         start = {k: v.detach().clone() for k, v in model.named_parameters() if "embed" not in k}
         with cpu_bf16_allowed(size):
             b = backend(model, size, precision, size.precision_lr, size.precision_steps, n)
-        plan = StepPlan.create(b.settings, n, 1)
+        plan = StepSchedule.create(b.settings, n, 1)
         batches = collate_micro_batches(rows, plan, 0, packing=False)
         curves[precision] = [train_step(b, batches).loss for _ in range(size.precision_steps)]
         changed = sum(int((p.detach() != start[k]).sum()) for k, p in model.named_parameters()
@@ -258,7 +258,7 @@ def flops_per_token(model, seq: int) -> dict:
 
 
 def throughput(size: Size, model, peak: float, budget_s: float) -> dict:
-    from trainers.loop import StepPlan, collate_micro_batches, train_step
+    from trainers.loop import StepSchedule, collate_micro_batches, train_step
 
     precision = "bf16" if size.device == "cuda" else "fp32"
     flops = flops_per_token(model, size.seq)
@@ -268,7 +268,7 @@ def throughput(size: Size, model, peak: float, budget_s: float) -> dict:
         b = batches = None
         try:
             b = backend(model, size, precision, 1e-5, 100, micro)
-            plan = StepPlan.create(b.settings, micro, 1)
+            plan = StepSchedule.create(b.settings, micro, 1)
             batches = collate_micro_batches(rows, plan, 0, packing=False)
             train_step(b, batches)  # warm-up (allocator, kernels)
             sync(size.device)

@@ -34,14 +34,14 @@ def mix_counts(n: int) -> dict[str, int]:
 
 
 def corpora_samples(n: int, max_len: int, tokenizer, seed: int) -> list[dict]:
-    from trainers.data.corpora import builtin_specs, write_builtin_corpora
+    from trainers.data.corpora import folder_specs, write_builtin_corpora
     from trainers.data.formatting import tokenize_conversation
     from trainers.data.sources import read_records
 
     counts = mix_counts(n)
     directory = tempfile.mkdtemp(prefix="bench-corpora-")
     write_builtin_corpora(directory, {**counts, "math_test": 10}, seed=seed)
-    specs = builtin_specs(directory)
+    specs = folder_specs(directory)
     samples = []
     for name, count in counts.items():
         for record in read_records(specs[name])[:count]:
@@ -92,13 +92,13 @@ def rate(samples, batch, step_ends: list[float], warmup: int) -> float:
 
 
 def run_loop(model_name, samples, batch, steps, warmup, packing, precision, pad_id) -> dict:
+    from core.model import build_model
+    from core.settings import TrainSettings
     from trainers.backends import TorchBackend
-    from trainers.loop import StepPlan, collate_micro_batches, train_step
-    from trainers.model import build_model
-    from trainers.settings import TrainSettings
+    from trainers.loop import StepSchedule, collate_micro_batches, train_step
 
     settings = TrainSettings(global_batch=batch, micro_batch=batch, packing=packing)
-    plan = StepPlan.create(settings, len(samples), 1)
+    plan = StepSchedule.create(settings, len(samples), 1)
     backend = TorchBackend(build_model(model_name, seed=0), settings, total_steps=steps,
                            device="cuda" if torch.cuda.is_available() else "cpu",
                            precision=precision)
@@ -120,7 +120,7 @@ def run_trainer(model_name, samples, batch, steps, warmup, packing, precision, t
         TrainingArguments,
     )
 
-    from trainers.model import build_model
+    from core.model import build_model
 
     class InOrder(Trainer):  # same sample order as the loop, so the same batches
         def _get_train_sampler(self, *args, **kwargs):
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each; medians shown")
     args = parser.parse_args(argv)
 
-    from trainers.model import load_tokenizer
+    from core.model import load_tokenizer
 
     tokenizer = load_tokenizer(args.model)
     n = args.steps * args.batch

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from core.model import PRESETS
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
@@ -60,7 +62,6 @@ def model_identity(model: Any) -> str | None:
     (nothing says which weights it holds: the caller must name it)."""
     if not isinstance(model, (str, os.PathLike)):
         return None
-    from trainers.model import PRESETS
 
     name = str(model)
     if name in PRESETS:

@@ -10,14 +10,19 @@ CPU-only dev machines). Replies end at the first stop string or EOS.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 from collections.abc import Sequence
 from functools import lru_cache
 
-from evals.records import EvalSpec
+import torch
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+from core.model import build_model, load_tokenizer, resolve
+from core.settings import DEFAULT_TEMPLATE, TEMPLATES
+from evals.spec import EvalSpec
 from trainers.data.chat_template import chat_template
-from trainers.data.template import eos_text_for
-from trainers.settings import DEFAULT_TEMPLATE, TEMPLATES
+from trainers.data.vicuna import STOP, eos_text_for
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +38,12 @@ def load(model, tokenizer=None, dtype=None):
     if tokenizer is None:
         raise ValueError("a loaded model needs its tokenizer: pass (model, tokenizer) or tokenizer=")
     if isinstance(tokenizer, str):
-        from trainers.model import load_tokenizer
-
         tokenizer = load_tokenizer(tokenizer)
     return model, tokenizer
 
 
 @lru_cache(maxsize=1)  # evals.run asks for the same model once per eval
 def _load_model(name: str, dtype):
-    import torch
-
-    from trainers.model import build_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype is None:
@@ -108,8 +108,6 @@ def generate_text(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: i
 
 
 def _generate_batch(model, tokenizer, rows, *, max_new_tokens, stop, temperature, seed):
-    import torch
-    from transformers import GenerationConfig, StoppingCriteriaList
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     width = max(len(r) for r in rows)
@@ -136,8 +134,6 @@ def _generate_batch(model, tokenizer, rows, *, max_new_tokens, stop, temperature
 @lru_cache(maxsize=1)
 def _stop_strings_class():
     """Defined on first use: importing transformers costs seconds that scoring never needs."""
-    import torch
-    from transformers import StoppingCriteria
 
     class StopStrings(StoppingCriteria):
         """Marks a sequence done once a stop string appears in its generated tail, so a batch
@@ -162,22 +158,17 @@ def _stop_strings_class():
 
 
 def _vllm_usable(model: str) -> bool:
-    import importlib.util
-
     if importlib.util.find_spec("vllm") is None:
         return False
-    import torch
 
-    from trainers.model import resolve
 
     return torch.cuda.is_available() and not resolve(model).startswith("builtin:")
 
 
 @lru_cache(maxsize=1)
 def _vllm_engine(model: str):
-    from vllm import LLM
+    from vllm import LLM  # lazy: optional dependency (vLLM)
 
-    from trainers.model import resolve
 
     # bfloat16 as the transformers path uses on GPUs: "auto" would read the checkpoint's fp32
     # (the trainers save fp32 masters), which vLLM turns into float16, not bf16.
@@ -187,7 +178,7 @@ def _vllm_engine(model: str):
 def _generate_vllm(model: str, conversations, *, max_new_tokens, stop, temperature, seed,
                    template: str = DEFAULT_TEMPLATE):
     """Not runnable on the CPU dev machines: needs `pip install .[gpu]` and a CUDA GPU."""
-    from vllm import SamplingParams
+    from vllm import SamplingParams  # lazy: optional dependency (vLLM)
 
     engine = _vllm_engine(model)
     chosen = chat_template(template, engine.get_tokenizer())
@@ -236,7 +227,7 @@ def in_request_order(outputs, prompts: Sequence[str]) -> list:
 def generate_records(model, spec: EvalSpec, items: Sequence[tuple[str, list[dict]]], *,
                      batch_size: int = 8, tokenizer=None, backend: str = "auto",
                      template: str = DEFAULT_TEMPLATE) -> list[dict]:
-    """One record per (id, conversation) x sample: what scoring reads back (evals/records.py)."""
+    """One record per (id, conversation) x sample: what scoring reads back (evals/spec.py)."""
     conversations = [messages for _, messages in items]
     records = []
     for sample in range(spec.n_samples):
@@ -257,7 +248,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--template", default=DEFAULT_TEMPLATE, choices=TEMPLATES)
     parser.add_argument("questions", nargs="+")
     args = parser.parse_args(argv)
-    from trainers.data.template import STOP
 
     replies = generate(args.model, [[{"role": "user", "content": q}] for q in args.questions],
                        max_new_tokens=args.max_new_tokens, stop=STOP, template=args.template)

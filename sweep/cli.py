@@ -22,11 +22,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
 
-from sweep import grid, presets, simulate
-from sweep.presets import Preset
+from core.settings import TEMPLATES
+from sweep.planning.plan import build_plan, format_plan, plan_json, strategy_slug, throughput_from
+from sweep.planning.resolution import resolve_preset, with_decontamination
+from sweep.study import grid, presets, simulate
+from sweep.study.presets import Preset
 from trainers.data.recipe import parse_amount
-from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
-from trainers.settings import TEMPLATES
+from trainers.data.source_spec import NOCM, NOCM_BASE, SourceSpec, derive_nocm, parse_named
 
 
 def parse_fractions(text: str) -> tuple[Fraction, ...]:
@@ -38,13 +40,6 @@ def parse_fractions(text: str) -> tuple[Fraction, ...]:
             raise argparse.ArgumentTypeError(f"{part!r}: a fraction in (0, 1] like 1/16")
         out.append(amount)
     return tuple(out)
-
-
-def parse_source(text: str) -> tuple[str, str]:
-    name, sep, location = text.partition("=")
-    if not sep or not name or not location:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=PATH_OR_HF_ID")
-    return name.strip(), location.strip()
 
 
 def parse_names(text: str) -> tuple[str, ...]:
@@ -78,7 +73,7 @@ def build_parser(question: str) -> argparse.ArgumentParser:
         p.add_argument("--tsne", action="store_true",
                        help="also the t-SNE representations (base model and DMT k=1/256)")
     p.add_argument("--storage", help="local folder or s3:// / gs:// URI (default: preset)")
-    p.add_argument("--source", type=parse_source, action="append", default=[],
+    p.add_argument("--source", type=parse_named, action="append", default=[],
                    help="override a training source: NAME=PATH_OR_HF_ID (repeatable)")
     add_content_flags(p)
     p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster)")
@@ -95,7 +90,7 @@ def build_parser(question: str) -> argparse.ArgumentParser:
                    help="ask for simulated GPUs (resource sim_gpu) the way paper model MODEL "
                         f"asks for GPUs, scaled down {simulate.SIM_GPU_SCALE}x (default "
                         f"{simulate.DEFAULT_LIKE}: 2 per run), computing on CPU: "
-                        "sweep/simulate.py, cluster_sim.yaml")
+                        "sweep/study/simulate.py, cluster_sim.yaml")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                    help="a mid-stage checkpoint every STEPS optimizer steps (default: the "
                         "preset's; not part of stage ids)")
@@ -138,9 +133,7 @@ def add_content_flags(p: argparse.ArgumentParser) -> None:
 
 def with_content_flags(preset: Preset, args: argparse.Namespace, storage=None) -> Preset:
     """The preset with --decontaminate applied and every content identity resolved once
-    (sweep/identities.py); a dry run resolves offline and writes nothing."""
-    from sweep.identities import resolve_preset, with_decontamination
-
+    (sweep/planning/resolution.py); a dry run resolves offline and writes nothing."""
     try:
         if args.decontaminate is not None:
             preset = with_decontamination(preset, args.decontaminate)
@@ -218,8 +211,8 @@ def spent_so_far(plan, preset, asked: bool) -> dict | None:
     after a partial sweep); None before any run finished or when the storage is unreachable.
     A remote storage is only looked at when `--storage` names it (`asked`): a dry run must
     answer offline at once."""
-    from sweep.budget import budget
-    from trainers.storage import Storage
+    from core.storage import Storage  # lazy: light command (dry run: no pyarrow)
+    from sweep.reporting.budget import budget  # lazy: light command (dry run: no pyarrow)
 
     if not asked and "://" in str(preset.storage):
         return None
@@ -242,8 +235,6 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
     runs = build_runs(question, args, preset)
     preset = with_content_flags(preset, args, None if args.dry_run else _storage(preset))
     if args.dry_run:
-        from sweep.plan import build_plan, format_plan, plan_json, throughput_from
-
         try:
             throughput = throughput_from(args.mfu, args.mfu_from)
         except ValueError as err:
@@ -254,12 +245,14 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
             print(json.dumps({**plan_json(plan, preset), **({"budget": spent} if spent else {})},
                              indent=1))
         else:
-            from sweep.budget import format_budget
+            from sweep.reporting.budget import (
+                format_budget,  # lazy: light command (dry run: no pyarrow)
+            )
 
             print("\n".join([format_plan(plan, preset), *(format_budget(spent) if spent else [])]))
         return 0
-    from sweep.driver import run_sweep
-    from sweep.judging import driver_judge
+    from sweep.execution.driver import run_sweep  # lazy: light command (dry run: no ray)
+    from sweep.execution.judging import driver_judge  # lazy: light command (dry run: no ray)
 
     judge = driver_judge(preset.evaluation, args.judge_key_env)
     summary = run_sweep(runs, preset, address=args.address, ray_temp_dir=args.ray_temp_dir,
@@ -268,7 +261,9 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
                         mlflow_uri=args.mlflow, judge=judge)
     print(summary.text())
     if not args.no_report:
-        from sweep.report import write_report
+        from sweep.reporting.document import (
+            write_report,  # lazy: light command (dry run: no pyarrow)
+        )
 
         out = write_report(preset.storage)
         print(f"report: {out}")
@@ -276,7 +271,7 @@ def main(question: str, argv: Sequence[str] | None = None) -> int:
 
 
 def _storage(preset: Preset):
-    from trainers.storage import Storage
+    from core.storage import Storage  # lazy: light command (dry run: no pyarrow)
 
     return Storage(preset.storage)
 
@@ -294,8 +289,6 @@ def build_runs(question: str, args: argparse.Namespace, preset: Preset) -> list:
 
 def only_strategies(runs: list, names: Sequence[str]) -> list:
     """The base runs and the runs of the named strategies (as run ids spell them)."""
-    from sweep.plan import strategy_slug
-
     known = {strategy_slug(r.strategy) for r in runs if r.stages}
     unknown = sorted(set(names) - known)
     if unknown:

@@ -4,9 +4,9 @@
         --source general=../shared/data/sharegpt/sharegpt_v3_sample1011.json \
         [--tests gsm8k,humaneval,mtbench | --tests gsm8k=PATH,...] [--ngram 13] [--json]
 It lives in sweep/ because it needs both sides: the test items exactly as the evals load them
-(evals.gsm8k / evals.humaneval / evals.mtbench) and the training samples exactly as training reads
-them (trainers.data.sources, streamed); the n-gram engine is trainers/data/overlap.py, so the
-data pipeline can use it without importing evals.
+(sweep/planning/test_items.py) and the training samples exactly as training reads them
+(trainers.data.sources, streamed); the n-gram index is trainers/data/ngrams.py, so the data
+pipeline can use it without importing evals.
 """
 
 from __future__ import annotations
@@ -14,74 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from trainers.data.command import _pairs
-from trainers.data.overlap import DEFAULT_N, MAX_EXAMPLES, TestItem, build_index, scan
+from sweep.planning.test_items import TESTS, load_tests
+from trainers.data.ngrams import DEFAULT_N, MAX_EXAMPLES, build_index, scan
 from trainers.data.records import RecordError, Rejects
-from trainers.data.sources import iter_records, make_spec
-
-TESTS = ("gsm8k", "humaneval", "mtbench")
-# The collected public files (../shared/data/SOURCES.md): GSM8K's test split is not shipped by
-# any installed package, so a bare `gsm8k` means this file when it exists.
-GSM8K_SHARED = Path("../shared/data/gsm8k/test.jsonl")
+from trainers.data.source_spec import make_spec, parse_named
+from trainers.data.sources import iter_records
 
 
-def _gsm8k(path: str | None) -> tuple[list[TestItem], str]:
-    from evals.gsm8k import load_problems
-
-    if path is None:
-        near = [GSM8K_SHARED, Path(__file__).resolve().parents[1] / GSM8K_SHARED]
-        found = next((p for p in near if p.is_file()), None)
-        if found is None:
-            raise FileNotFoundError("unavailable offline: no ../shared/data/gsm8k/test.jsonl; "
-                                    "pass --tests gsm8k=PATH")
-        path = str(found.resolve())
-    return [TestItem("gsm8k", q.id, (q.question, q.answer)) for q in load_problems(path)], path
-
-
-def _humaneval(path: str | None) -> tuple[list[TestItem], str]:
-    from evals.humaneval import load_problems, shipped_data
-
-    where = path or str(shipped_data())
-    return [TestItem("humaneval", p.task_id, (p.prompt, p.canonical_solution))
-            for p in load_problems(path)], where
-
-
-def _mtbench(path: str | None) -> tuple[list[TestItem], str]:
-    from evals.mtbench import load_mtbench
-
-    if path is not None and Path(path).is_file():
-        path = str(Path(path).parent)  # question.jsonl given: its folder is FastChat's layout
-    data = load_mtbench(path)
-    return [TestItem("mtbench", f"mtbench/{q['question_id']}", tuple(q["turns"]))
-            for q in data.questions], data.origin.split(" (")[0]
-
-
-LOADERS = {"gsm8k": _gsm8k, "humaneval": _humaneval, "mtbench": _mtbench}
-
-
-def load_tests(spec: str) -> tuple[list[TestItem], dict]:
-    """Items of `gsm8k,humaneval=PATH,...` and, per test, where it came from (or why it is
-    unavailable). A named PATH that cannot be read is an error; a missing default is noted."""
-    items, info = [], {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, _, path = part.partition("=")
-        if name not in LOADERS:
-            raise SystemExit(f"--tests: unknown test set {name!r}; choose from {TESTS}")
-        try:
-            got, where = LOADERS[name](path or None)
-        except (FileNotFoundError, ImportError) as err:
-            if path:
-                raise
-            info[name] = {"unavailable": str(err)}
-            continue
-        items += got
-        info[name] = {"items": len(got), "from": where}
-    return items, info
-
-
-def run(sources: dict[str, str], tests: str = ",".join(TESTS), n: int = DEFAULT_N,
+def scan_sources(sources: dict[str, str], tests: str = ",".join(TESTS), n: int = DEFAULT_N,
         strict: bool = False, max_examples: int = MAX_EXAMPLES) -> dict:
     """The report: {"tests", "ngram", "sources": {name: {read, overlapping, by_test,
     examples}}, "rejected"}. Each source is streamed past the hashed test n-grams."""
@@ -119,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sweep.decontaminate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
+                        type=parse_named,
                         required=True, help="a training source, any format the trainer reads")
     parser.add_argument("--tests", default=",".join(TESTS),
                         help="test sets, each bare (what the evals use offline) or NAME=PATH")
@@ -131,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.ngram < 1:
         parser.error("--ngram must be at least 1")
     try:
-        report = run(_pairs(args.source, "source"), args.tests, args.ngram, args.strict,
+        report = scan_sources(dict(args.source), args.tests, args.ngram, args.strict,
                      args.examples)
-    except (RecordError, FileNotFoundError, UnicodeDecodeError) as err:
+    except (RecordError, FileNotFoundError, UnicodeDecodeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=1) if args.json else format_report(report))

@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from sweep import strategies as st
+from core.contracts import StageEvent
+from core.settings import TEMPLATES, TrainSettings
 from sweep.cli import add_content_flags, override_sources, with_content_flags
-from sweep.grid import Run
-from sweep.plan import model_content, seeded, sources_fingerprint
-from sweep.presets import PRESETS, Preset, get_preset, source_specs, workers_for
-from trainers.contracts import StageEvent
+from sweep.planning.plan import resolved_model_content, seeded, sources_fingerprint
+from sweep.study import strategies as st
+from sweep.study.grid import Run
+from sweep.study.presets import PRESETS, Preset, get_preset, source_specs, workers_for
 from trainers.data.recipe import Amount, format_recipe, make_recipe, parse_amount, parse_recipe
-from trainers.data.sources import make_spec
-from trainers.settings import TEMPLATES, TrainSettings
+from trainers.data.source_spec import make_spec, parse_named
 
 STRATEGIES = ("single", "mix", "multi_task", "sequential", "mixed_sequential", "dmt")
 DEFAULT_MIX = ("math", "code", "general")
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "source names (default math,code,general); sequential: the order")
     p.add_argument("--amount", default=None, help="single/mix: '1/64' for every source named "
                    "by --sources, or a recipe 'math=1/64,code=#300' (default 1: all)")
-    p.add_argument("--source", action="append", default=[], metavar="NAME=PATH",
+    p.add_argument("--source", action="append", default=[], metavar="NAME=PATH", type=parse_named,
                    help="a training source (local file, s3:// / gs:// URI or HF dataset id); "
                    "repeat per source. Replaces the built-in synthetic corpora of smoke/local, "
                    "or one of the paper preset's sources")
@@ -140,12 +140,7 @@ def build_sources(args: argparse.Namespace, preset: Preset, needed: set[str]):
     """The preset's training sources after --source: the paper preset's with locations
     replaced (as the sweep's --source does), or only the named ones instead of the built-in
     corpora. Empty: the built-in corpora."""
-    given = {}
-    for text in args.source:
-        name, sep, location = text.partition("=")
-        if not sep or not name.strip() or not location.strip():
-            raise SystemExit(f"--source {text!r} is not NAME=PATH")
-        given[name.strip()] = location.strip()
+    given = dict(args.source)
     if not given:
         return preset.sources
     if preset.sources:
@@ -168,7 +163,7 @@ class Job:
     data_seed: int
     workers: int
     sources_fp: dict
-    model_content: str | None = None  # the base model's content identity (sweep/identities.py)
+    model_content: str | None = None  # the base model's content identity (sweep/planning/resolution.py)
 
     @property
     def stages(self) -> tuple[st.Stage, ...]:
@@ -177,7 +172,7 @@ class Job:
 
 def build_job(args: argparse.Namespace) -> Job:
     """The preset with the flags on top, and the run's settings, data seed and source
-    fingerprint through the sweep's own functions (sweep.plan.seeded, sources_fingerprint)."""
+    fingerprint through the sweep's own functions (sweep.planning.plan.seeded, sources_fingerprint)."""
     preset = get_preset(args.preset)
     model = args.model or preset.models[0]
     stages = scale_stages(build_stages(args), Fraction(args.scale))
@@ -192,18 +187,18 @@ def build_job(args: argparse.Namespace) -> Job:
     workers = args.workers or workers_for(preset, model)
     settings, data_seed = seeded(run, preset, workers)
     return Job(preset, run, settings, data_seed, workers, sources_fingerprint(preset),
-               model_content(preset, model))
+               resolved_model_content(preset, model))
 
 
 def _storage(uri: str):
-    from trainers.storage import Storage
+    from core.storage import Storage  # lazy: light command (dry run: no pyarrow)
 
     return Storage(uri)
 
 
 def plan(job: Job) -> list:
     """The stage ids, as run_stages will name the stages (trainers.stages.plan_stages)."""
-    from trainers.stages import plan_stages
+    from trainers.stages import plan_stages  # lazy: light command (dry run: no pyarrow)
 
     return plan_stages(job.run.model, job.stages, job.sources_fp, settings=job.settings,
                        seed=job.data_seed, sources_fp=job.sources_fp,
@@ -222,7 +217,7 @@ def print_event(event: StageEvent) -> None:
 
 
 def connect_ray(address: str | None) -> None:
-    import ray
+    import ray  # lazy: light command (dry run: no ray)
 
     if ray.is_initialized():
         return  # a caller (a test, a notebook) already chose the cluster
@@ -248,8 +243,11 @@ def main(argv: Sequence[str] | None = None):
 
 
 def train(args: argparse.Namespace, job: Job) -> list:
-    from trainers.stages import missing_stages, run_stages
-    from trainers.storage import Storage
+    from core.storage import Storage  # lazy: light command (dry run: no pyarrow)
+    from trainers.stages import (  # lazy: light command (dry run: no pyarrow)
+        missing_stages,
+        run_stages,
+    )
 
     storage = Storage(args.storage)
     specs = source_specs(job.preset, Storage(args.corpora) if args.corpora else storage)
@@ -258,7 +256,7 @@ def train(args: argparse.Namespace, job: Job) -> list:
     if missing_stages(job.run.model, job.stages, specs, storage, **options):
         connect_ray(args.address)  # only training needs Ray: a full re-run skips its start-up
         if not args.progress_bars:
-            import ray.data
+            import ray.data  # lazy: light command (dry run: no ray)
 
             # Per-worker dataset bars drown the stage lines that are this command's output.
             ray.data.DataContext.get_current().enable_progress_bars = False

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from chat_samples import llama_tokenizer as train_llama_tokenizer
 from s3_server import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,14 +45,14 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from trainers.model import load_tokenizer
+    from core.model import load_tokenizer
 
     return load_tokenizer("tiny_llama")
 
 
 @pytest.fixture()
 def tiny_model():
-    from trainers.model import build_model
+    from core.model import build_model
 
     return build_model("tiny_llama", seed=0)
 
@@ -73,3 +74,9 @@ def ray_local():
         )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def llama_tokenizer():
+    """A BOS-adding SentencePiece-style tokenizer, trained here (tests/chat_samples.py)."""
+    return train_llama_tokenizer()

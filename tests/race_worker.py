@@ -1,4 +1,4 @@
-"""A racer for tests/test_s3.py, run as its own process: waits for a common start time, then
+"""A racer for tests/core/test_s3.py, run as its own process: waits for a common start time, then
 tries the leases or trains the stage it is told to, and prints what it won as JSON.
     python tests/race_worker.py leases STORAGE_URI START_TIME KEY [KEY ...]
     python tests/race_worker.py stage STORAGE_URI START_TIME FITS_DIR
@@ -21,7 +21,7 @@ def wait_until(start: float) -> None:
 
 
 def race_leases(uri: str, start: float, keys: list[str]) -> list[str]:
-    from trainers.storage import Lease, Storage
+    from core.storage import Lease, Storage
 
     storage = Storage(uri)
     won, leases = [], []
@@ -37,11 +37,11 @@ def race_leases(uri: str, start: float, keys: list[str]) -> list[str]:
 
 
 def race_stage(uri: str, start: float, fits: str) -> list[bool]:
-    from test_stages import SETTINGS, SPECS, FakeFit, fake_build
+    from stage_fakes import SETTINGS, SPECS, FakeFit, fake_build
 
-    from sweep import strategies as st
+    from core.storage import Storage
+    from sweep.study import strategies as st
     from trainers.stages import run_stages
-    from trainers.storage import Storage
 
     fit = FakeFit(Path(fits), delay_s=2.0)
     wait_until(start)

@@ -11,7 +11,8 @@ import pytest
 from trainers.data.recipe import make_recipe
 from trainers.data.records import RecordError, Rejects
 from trainers.data.selection import select
-from trainers.data.sources import SourceSpec, read_records
+from trainers.data.source_spec import SourceSpec
+from trainers.data.sources import read_records
 
 pytestmark = pytest.mark.shared_data
 
@@ -54,7 +55,8 @@ def test_gsm8k_one_256th_is_29_ids_every_time(shared_data):
 
 
 def test_gsm8k_one_256th_through_ray_with_1_or_2_workers(ray_local, shared_data):
-    from trainers.data.pipeline import build_stage_dataset, iter_worker_rows
+    from trainers.data.collate import iter_worker_rows
+    from trainers.data.pipeline import build_stage_dataset
 
     path = shared_data / "gsm8k" / "train.jsonl"
     expected = sorted(r["id"] for r in select(_read(path)[0], Fraction(1, 256), 0, "gsm8k"))

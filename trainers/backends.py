@@ -19,12 +19,20 @@ import contextlib
 import functools
 import json
 import math
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
-from trainers.settings import SettingsError, TrainSettings, precision_mode
+from core.settings import SettingsError, TrainSettings, precision_mode
 
 # /proc/cpuinfo flags of x86 CPUs that compute bf16 natively (AVX512-BF16: Cooper Lake, Zen 4
 # and later; AMX-BF16: Sapphire Rapids and later). Without them oneDNN emulates bf16 matmuls.
@@ -92,12 +100,6 @@ def warmup_steps(settings: TrainSettings, total_steps: int) -> int:
 
 def make_scheduler(optimizer, settings: TrainSettings, total_steps: int):
     """Linear warmup then cosine (or linear) decay to 0, stepped once per optimizer step."""
-    from transformers import (
-        get_constant_schedule_with_warmup,
-        get_cosine_schedule_with_warmup,
-        get_linear_schedule_with_warmup,
-    )
-
     warm = warmup_steps(settings, total_steps)
     if settings.lr_schedule == "cosine":
         return get_cosine_schedule_with_warmup(optimizer, warm, total_steps)
@@ -107,9 +109,6 @@ def make_scheduler(optimizer, settings: TrainSettings, total_steps: int):
 
 
 def _rng_state() -> dict:
-    import random
-
-    import numpy as np
 
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
              "numpy": np.random.get_state()}
@@ -119,9 +118,6 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    import random
-
-    import numpy as np
 
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
@@ -156,7 +152,7 @@ class TorchBackend:
         # under autocast, on CPU as on CUDA. Never pure bf16 weights: with those, most AdamW
         # updates at lr 2e-5 are smaller than half a bf16 ulp and vanish (measured on the tiny
         # model: 3 steps moved 29% of the non-embedding weights, against 100% in fp32 and
-        # under autocast; tests/test_learning_signal.py).
+        # under autocast; tests/trainers/test_learning_signal.py).
         self._autocast = precision == "bf16"
         self.precision_mode = precision_mode(precision, self.name)
         self.module = model.to(device=self.device, dtype=torch.float32)
@@ -164,8 +160,6 @@ class TorchBackend:
         self.scheduler = make_scheduler(self.optimizer, settings, total_steps)
         self.model = self.module
         if self.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.module, device_ids=ids)
 
@@ -256,7 +250,7 @@ class DeepSpeedBackend:
 
     def __init__(self, model, settings: TrainSettings, *, total_steps: int, grad_accum: int,
                  device, precision: str):
-        import deepspeed
+        import deepspeed  # lazy: optional dependency (DeepSpeed)
 
         self.settings = settings
         self.device = torch.device(device)
@@ -320,7 +314,9 @@ class DeepSpeedBackend:
     def _fp32_master_state_dict(self) -> dict:
         """Every parameter's fp32 master (gathered on all ranks in the same order: each gather
         is a collective), buffers as the module holds them; tied weights share one tensor."""
-        from deepspeed.utils import safe_get_full_fp32_param
+        from deepspeed.utils import (
+            safe_get_full_fp32_param,  # lazy: optional dependency (DeepSpeed)
+        )
 
         state, gathered = {}, {}
         for name, param in self.module.named_parameters(remove_duplicate=False):

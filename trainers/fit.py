@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainers.settings import TrainSettings
+import pyarrow.fs
+import ray.train
+from ray.train.torch import TorchTrainer
+
+from core.settings import TrainSettings
+from trainers import loop
+from trainers.backends import check_precision
+from trainers.data.pipeline import data_config
 
 
 @dataclass(frozen=True)
@@ -67,25 +74,20 @@ def _storage(path: str) -> str:
 
 
 def build_trainer(cfg: FitConfig):
-    import ray.train
-    from ray.train.torch import TorchTrainer
 
-    from trainers.data.pipeline import data_config
-    from trainers.loop import WorkerJob, train_loop_per_worker
 
     cfg.settings.grad_accum(cfg.workers)  # fail on the driver, before any worker starts
     if not cfg.use_gpu:
         # A clear SettingsError here rather than a failed (and retried) worker group: CPU
         # training runs on this machine's CPUs (the backends check again on each worker).
-        from trainers.backends import check_precision
-
         check_precision(cfg.settings.resolved_precision(False), "cpu")
     rows = cfg.rows_per_epoch or count_rows_per_epoch(cfg.dataset, cfg.settings.epochs)
-    job = WorkerJob(model=cfg.model, tokenizer=cfg.tokenizer, settings=cfg.settings,
-                    rows_per_epoch=rows, use_gpu=cfg.use_gpu, model_params=cfg.model_params)
+    job = loop.WorkerJob(model=cfg.model, tokenizer=cfg.tokenizer, settings=cfg.settings,
+                         rows_per_epoch=rows, use_gpu=cfg.use_gpu, model_params=cfg.model_params)
     failures = cfg.settings.max_failures if cfg.max_failures is None else cfg.max_failures
     return TorchTrainer(
-        train_loop_per_worker,
+        # looked up now, not at import: tests/faults.py wraps it to kill a worker mid-stage
+        loop.train_loop_per_worker,
         train_loop_config=job.to_dict(),
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.workers, use_gpu=cfg.use_gpu,
@@ -102,8 +104,6 @@ def build_trainer(cfg: FitConfig):
 
 def local_dir(checkpoint) -> str:
     """The checkpoint as a local folder (downloaded when the storage is remote)."""
-    import pyarrow.fs
-
     if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
         return checkpoint.path
     return checkpoint.to_directory(tempfile.mkdtemp(prefix="stage-final-"))

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
-from trainers.backends import all_reduce, build_backend
-from trainers.data.collate import IGNORE, collate_packed, collate_padded
-from trainers.data.pipeline import iter_worker_rows
+from core.model import build_model, load_tokenizer
+from core.settings import TrainSettings
+from trainers.backends import all_reduce, build_backend, deepspeed_config
+from trainers.data.collate import IGNORE, collate_packed, collate_padded, iter_worker_rows
 from trainers.metrics import StepMeter, mfu
-from trainers.settings import TrainSettings
 
 
 def compute_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
@@ -99,7 +100,7 @@ def _label_count(mb: dict) -> int:
 # ---- steps over this worker's rows ------------------------------------------------------------
 
 @dataclass(frozen=True)
-class StepPlan:
+class StepSchedule:
     """How an epoch's positions map to optimizer steps: step s of an epoch takes positions
     [s x global_batch, (s+1) x global_batch) over all workers, whatever the worker count."""
 
@@ -110,7 +111,7 @@ class StepPlan:
     grad_accum: int
 
     @classmethod
-    def create(cls, settings: TrainSettings, rows_per_epoch: int, workers: int) -> StepPlan:
+    def create(cls, settings: TrainSettings, rows_per_epoch: int, workers: int) -> StepSchedule:
         if rows_per_epoch < 1:
             raise ValueError(f"rows_per_epoch={rows_per_epoch}: a stage needs at least one row")
         return cls(rows_per_epoch, settings.epochs, settings.global_batch, settings.micro_batch,
@@ -130,7 +131,7 @@ class StepPlan:
         return (epoch + 1, 0) if nxt >= self.rows_per_epoch else (epoch, nxt)
 
 
-def iter_steps(rows, plan: StepPlan, start: tuple[int, int] = (0, 0)):
+def iter_steps(rows, plan: StepSchedule, start: tuple[int, int] = (0, 0)):
     """(epoch, step in epoch, this worker's rows of that step) for every remaining step.
 
     Every worker yields every step, even one where it holds no rows (the last, partial batch),
@@ -161,7 +162,7 @@ def iter_steps(rows, plan: StepPlan, start: tuple[int, int] = (0, 0)):
                          f"{plan.rows_per_epoch} rows")
 
 
-def collate_micro_batches(rows: list[dict], plan: StepPlan, pad_id: int,
+def collate_micro_batches(rows: list[dict], plan: StepSchedule, pad_id: int,
                           packing: bool) -> list[dict]:
     """Exactly grad_accum micro-batches of up to micro_batch rows; an empty one is a dummy
     with no labels (0 loss) so that every worker runs the same number of backward passes."""
@@ -226,7 +227,7 @@ class TrainState:
 def train_loop_per_worker(config: dict) -> None:
     """What Ray Train runs on each worker: the shared core (`run_worker`) with Ray's I/O."""
     job = WorkerJob.from_dict(config)
-    import ray.train
+    import ray.train  # lazy: light command (train_stage runs without Ray)
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -243,11 +244,9 @@ def run_worker(job: WorkerJob, io, *, rank: int, world: int, device) -> dict:
     position, in (epoch, position) order), `report(metrics)`, `checkpoint(backend, state,
     metrics)`, `final_dir()` (a context manager giving the folder to write) and
     `final(directory, metrics)`, `finished_again(state)`. Returns the run summary."""
-    from trainers.model import build_model, load_tokenizer
-
     settings = job.settings
     torch.manual_seed(settings.seed + rank)
-    plan = StepPlan.create(settings, job.rows_per_epoch, world)
+    plan = StepSchedule.create(settings, job.rows_per_epoch, world)
     tokenizer = load_tokenizer(job.tokenizer)
     zero_init = _zero3_init_context(settings, plan, job.use_gpu)  # noqa: F841 (kept alive)
     model = build_model(job.model, seed=settings.seed)
@@ -285,7 +284,7 @@ def run_worker(job: WorkerJob, io, *, rank: int, world: int, device) -> dict:
     return _write_final(backend, state, tokenizer, plan, rank, io)
 
 
-def _write_final(backend, state: TrainState, tokenizer, plan: StepPlan, rank: int, io) -> dict:
+def _write_final(backend, state: TrainState, tokenizer, plan: StepSchedule, rank: int, io) -> dict:
     """Rank 0 writes the HF model (safetensors, config, tokenizer) and the run summary."""
     state.done = True
     metrics = {**summary(state), "total_steps": plan.total_steps, "final": True,
@@ -300,16 +299,15 @@ def _write_final(backend, state: TrainState, tokenizer, plan: StepPlan, rank: in
     return metrics
 
 
-def _zero3_init_context(settings: TrainSettings, plan: StepPlan, use_gpu: bool):
+def _zero3_init_context(settings: TrainSettings, plan: StepSchedule, use_gpu: bool):
     """On GPUs under ZeRO-3, keep an HfDeepSpeedConfig alive while the model loads so that
     `from_pretrained` partitions weights as it reads them (zero.Init): a 33B model never sits
     whole in one process. Written for GPUs and not run here (no GPU); CPU runs load normally."""
     if not (use_gpu and settings.resolved_backend(use_gpu) == "deepspeed"
             and settings.zero_stage == 3):
         return None
-    from transformers.integrations import HfDeepSpeedConfig
+    from transformers.integrations import HfDeepSpeedConfig  # lazy: optional dependency (DeepSpeed)
 
-    from trainers.backends import deepspeed_config
 
     config = deepspeed_config(settings, grad_accum=plan.grad_accum,
                               precision=settings.resolved_precision(use_gpu))
@@ -339,12 +337,12 @@ class RayIO:
 
     def node(self) -> str:
         """The Ray node id: on a cluster, which machine this worker ran on."""
-        import ray
+        import ray  # lazy: light command (train_stage runs without Ray)
 
         return ray.get_runtime_context().get_node_id()
 
     def restore(self, backend) -> TrainState:
-        import ray.train
+        import ray.train  # lazy: light command (train_stage runs without Ray)
 
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
@@ -353,20 +351,20 @@ class RayIO:
             return restore_state(backend, Path(directory))
 
     def rows(self, state: TrainState):
-        import ray.train
+        import ray.train  # lazy: light command (train_stage runs without Ray)
 
         shard = ray.train.get_dataset_shard("train")
         return iter_worker_rows(shard, self.rank, self.world,
                                 start_after=(state.epoch, state.next_position - 1))
 
     def report(self, metrics: dict) -> None:
-        import ray.train
+        import ray.train  # lazy: light command (train_stage runs without Ray)
 
         ray.train.report(metrics)
 
     def checkpoint(self, backend, state: TrainState, metrics: dict) -> None:
         """Every rank writes its part (DeepSpeed shards, RNG); Ray merges them into one folder."""
-        import ray.train
+        import ray.train  # lazy: light command (train_stage runs without Ray)
 
         with tempfile.TemporaryDirectory(prefix=f"ckpt-r{self.rank}-") as tmp:
             save_state(backend, state, Path(tmp), self.rank)
@@ -377,7 +375,7 @@ class RayIO:
         return tempfile.TemporaryDirectory(prefix=f"final-r{self.rank}-")
 
     def final(self, directory: Path, metrics: dict) -> None:
-        import ray.train
+        import ray.train  # lazy: light command (train_stage runs without Ray)
 
         if self.rank == 0:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory),
@@ -386,7 +384,7 @@ class RayIO:
             ray.train.report(metrics)
 
     def finished_again(self, state: TrainState) -> None:
-        import ray.train
+        import ray.train  # lazy: light command (train_stage runs without Ray)
 
         checkpoint = ray.train.get_checkpoint() if self.rank == 0 else None
         ray.train.report({**summary(state), "final": True}, checkpoint=checkpoint)
@@ -420,8 +418,6 @@ def summary(state: TrainState) -> dict:
 
 def gather_nodes(node: str, world: int) -> list[str]:
     """The distinct nodes of every rank (`node` is this rank's), the same list on each rank."""
-    import torch.distributed as dist
-
     if world == 1 or not dist.is_initialized():
         return [node]
     nodes: list = [None] * world

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 # Dense bf16 peak FLOP/s per device, matched against torch.cuda.get_device_name().
 PEAK_BF16_FLOPS = {
     "H200": 989e12,
@@ -31,8 +33,6 @@ def device_peak_flops(device_name: str) -> float | None:
 
 def mfu(params: int, tokens_per_s: float, devices: int, device) -> float | None:
     """Model FLOPs utilisation over `devices` GPUs; None on CPU or for an unknown GPU."""
-    import torch
-
     if getattr(device, "type", str(device)) != "cuda" or not torch.cuda.is_available():
         return None
     peak = device_peak_flops(torch.cuda.get_device_name(device))
@@ -49,8 +49,6 @@ class StepMeter:
 
     @staticmethod
     def _sync() -> None:
-        import torch
-
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.synchronize()
 

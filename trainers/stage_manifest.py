@@ -1,4 +1,4 @@
-"""A finished stage's manifest (trainers.contracts.StageManifest), built from its plan, its data
+"""A finished stage's manifest (core.contracts.StageManifest), built from its plan, its data
 report and its fit: what it trained on, how, and what the saved weights are. Used by
 trainers/stages.py, which writes it last into `stages/<id>/manifest.json`.
 """
@@ -13,15 +13,15 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from trainers.contracts import StageManifest, to_plain
+from core.contracts import StageManifest, to_plain
+from core.ids import CODE_VERSION, canonical_recipe, fingerprint_settings
 from trainers.data.recipe import format_recipe
-from trainers.identity import CODE_VERSION, canonical_recipe, fingerprint_settings
 
 
 def build_manifest(planned, start_from: str, sources_fp: dict, report: Any, outcome: Any,
                    model: str, data_seed: int, workers: int, use_gpu: bool, *,
                    stage_wall_s: float) -> StageManifest:
-    """`planned`: trainers.stages.PlannedStage; `report`: its DataReport; `outcome`: FitOutcome."""
+    """`planned`: trainers.stages.ChainedStage; `report`: its DataReport; `outcome`: FitOutcome."""
     data = to_plain(report)
     return StageManifest.from_dict(to_plain({
         "stage_id": planned.stage_id,

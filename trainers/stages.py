@@ -16,11 +16,12 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from trainers.contracts import StageEvent, StageManifest
+from core.contracts import StageEvent, StageManifest
+from core.ids import fingerprint_sources, root_id, stage_ids
+from core.settings import TrainSettings
+from core.storage import Lease, Storage
 from trainers.data.recipe import format_recipe
-from trainers.identity import fingerprint_sources, model_id, stage_ids
-from trainers.settings import TrainSettings
-from trainers.storage import Lease, Storage
+from trainers.stage_manifest import build_manifest
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -31,7 +32,7 @@ def stage_rel(sid: str) -> str:
 
 
 @dataclass(frozen=True)
-class PlannedStage:
+class ChainedStage:
     """One stage with its identity resolved; no training involved (dry runs use this)."""
 
     index: int
@@ -63,10 +64,10 @@ def resolve_settings(stage: Any, settings: TrainSettings | None) -> TrainSetting
 def plan_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any], *,
                 settings: TrainSettings | None = None, seed: int = 0,
                 sources_fp: Mapping[str, Any] | None = None,
-                model_content: str | None = None) -> list[PlannedStage]:
+                model_content: str | None = None) -> list[ChainedStage]:
     """Chain the stage ids of a strategy from `model`. `sources_fp` overrides what identifies the
     sources (default: the specs' location/format/content...); `model_content` is the model's
-    content identity (trainers.content.model_id), when resolved; cheap, no torch or ray."""
+    content identity (core.content.model_content), when resolved; cheap, no torch or ray."""
     if not stages:
         raise ValueError("a strategy needs at least one stage")
     recipes = [tuple(getattr(stage, "recipe", stage)) for stage in stages]
@@ -78,8 +79,8 @@ def plan_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any], *,
     chosen = [resolve_settings(stage, settings) for stage in stages]
     fp = fingerprint_sources(sources_fp if sources_fp is not None else specs)
     ids = stage_ids(model, recipes, chosen, seed, fp, model_content)
-    parents = [model_id(model, model_content), *ids[:-1]]
-    return [PlannedStage(i, sid, parent, recipe, s)
+    parents = [root_id(model, model_content), *ids[:-1]]
+    return [ChainedStage(i, sid, parent, recipe, s)
             for i, (sid, parent, recipe, s) in enumerate(zip(ids, parents, recipes, chosen))]
 
 
@@ -92,7 +93,7 @@ def read_manifest(storage: Storage, sid: str) -> StageManifest | None:
 
 
 def missing_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
-                   storage: Storage | str, **plan_options) -> list[PlannedStage]:
+                   storage: Storage | str, **plan_options) -> list[ChainedStage]:
     """The planned stages that have no manifest yet (what a run would train, or wait for)."""
     storage = storage if isinstance(storage, Storage) else Storage(storage)
     plan = plan_stages(model, stages, specs, **plan_options)
@@ -100,7 +101,7 @@ def missing_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
 
 
 @dataclass(frozen=True)
-class Execution:
+class StageTraining:
     """How to train a missing stage: everything run_stages passes down, in one place."""
 
     model: str
@@ -130,20 +131,20 @@ def run_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
 
     `fit` defaults to trainers.fit.fit_stage and `build_dataset` to
     trainers.data.pipeline.build_stage_dataset (both looked up at call time, so tests may swap them).
-    `on_event(StageEvent)` hears each stage's state changes (trainers/contracts.py), so a sweep
+    `on_event(StageEvent)` hears each stage's state changes (core/contracts.py), so a sweep
     driver can report progress to Tune."""
     if fit is None:
-        from trainers import fit as fit_module
+        from trainers import fit as fit_module  # lazy: light command (dry run: no ray)
 
         fit = fit_module.fit_stage
     if build_dataset is None:
-        from trainers.data import pipeline
+        from trainers.data import pipeline  # lazy: light command (dry run: no ray)
 
         build_dataset = pipeline.build_stage_dataset
     storage = storage if isinstance(storage, Storage) else Storage(storage)
     plan = plan_stages(model, stages, specs, settings=settings, seed=seed, sources_fp=sources_fp,
                        model_content=model_content)
-    ex = Execution(model, specs, storage, seed, workers, use_gpu, max_failures,
+    ex = StageTraining(model, specs, storage, seed, workers, use_gpu, max_failures,
                    resources_per_worker, fit, build_dataset, on_event or (lambda event: None))
     fp = fingerprint_sources(sources_fp if sources_fp is not None else specs)
     results: list[StageResult] = []
@@ -153,8 +154,8 @@ def run_stages(model: str, stages: Sequence[Any], specs: Mapping[str, Any],
     return results
 
 
-def obtain_stage(planned: PlannedStage, of: int, parent: StageResult | None, sources_fp: dict,
-                 ex: Execution, lock_ttl_s: float, poll_s: float) -> StageResult:
+def obtain_stage(planned: ChainedStage, of: int, parent: StageResult | None, sources_fp: dict,
+                 ex: StageTraining, lock_ttl_s: float, poll_s: float) -> StageResult:
     """Reuse, wait for, or train one stage. Whoever holds the lease trains; the others poll
     until the manifest appears, or take over the lease if the holder dies or gives up."""
     rel = stage_rel(planned.stage_id)
@@ -174,7 +175,7 @@ def obtain_stage(planned: PlannedStage, of: int, parent: StageResult | None, sou
                 manifest = read_manifest(ex.storage, planned.stage_id)
                 if manifest is None:
                     emit("training")
-                    manifest = train_stage(planned, parent, sources_fp, ex)
+                    manifest = train_missing_stage(planned, parent, sources_fp, ex)
                     emit("trained", wall_s=manifest.stage_wall_s)
                     return StageResult(planned.stage_id, path, True, manifest)
             finally:
@@ -188,7 +189,7 @@ def obtain_stage(planned: PlannedStage, of: int, parent: StageResult | None, sou
         time.sleep(poll_s)
 
 
-def parent_source(planned: PlannedStage, parent: StageResult | None, ex: Execution) -> str:
+def parent_source(planned: ChainedStage, parent: StageResult | None, ex: StageTraining) -> str:
     """What the stage starts from: the base model, or the parent stage's folder in storage (a
     URI on remote storage: each Train worker copies it into its own node's cache, so workers on
     other nodes than this process find it too)."""
@@ -197,11 +198,10 @@ def parent_source(planned: PlannedStage, parent: StageResult | None, ex: Executi
     return ex.storage.uri_of(stage_rel(parent.stage_id))
 
 
-def train_stage(planned: PlannedStage, parent: StageResult | None, sources_fp: dict,
-                ex: Execution) -> StageManifest:
+def train_missing_stage(planned: ChainedStage, parent: StageResult | None, sources_fp: dict,
+                ex: StageTraining) -> StageManifest:
     """One fit of one stage; the weights are copied in first and the manifest written last."""
-    from trainers.fit import FitConfig
-    from trainers.stage_manifest import build_manifest
+    from trainers.fit import FitConfig  # lazy: light command (dry run: no ray)
 
     start = time.time()
     settings = planned.settings

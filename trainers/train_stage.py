@@ -23,20 +23,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
+from core.model import load_tokenizer
+from core.settings import TrainSettings
+from trainers.data.builtin_sources import cached_builtin_specs
+from trainers.data.formatting import FormatError, tokenize_conversation
+from trainers.data.recipe import parse_recipe
+from trainers.data.selection import epoch_order, select
+from trainers.data.sources import read_records
 from trainers.loop import TrainState, WorkerJob, restore_state, run_worker, save_state, summary
-from trainers.settings import TrainSettings
 
 
 def recipe_rows(recipe_text: str, tokenizer_name: str, settings: TrainSettings) -> list[dict]:
     """One epoch's tokenized rows of a recipe over the built-in corpora, in epoch 0's order
     (later epochs are reordered by `epoch_rows`); rows rejected at tokenization are left out."""
-    from trainers.data.builtin_sources import cached_builtin_specs
-    from trainers.data.formatting import FormatError, tokenize_conversation
-    from trainers.data.recipe import parse_recipe
-    from trainers.data.selection import select
-    from trainers.data.sources import read_records
-    from trainers.model import load_tokenizer
 
     specs = cached_builtin_specs()
     tokenizer = load_tokenizer(tokenizer_name)
@@ -68,8 +69,6 @@ def jsonl_rows(path: str) -> list[dict]:
 def epoch_rows(rows: list[dict], seed: int, epochs: int, ordered: bool):
     """Every epoch laid out in full: (epoch, position, row), in the pipeline's seeded order per
     epoch (sha256 of seed, epoch, source, id) unless `ordered` (a JSONL's own order)."""
-    from trainers.data.selection import epoch_order
-
     by_key = {(r["source"], r["id"]): r for r in rows}
     for epoch in range(epochs):
         keys = list(by_key) if ordered else epoch_order(list(by_key), seed, epoch)
@@ -132,8 +131,6 @@ class LocalIO:
 
 def init_distributed(use_gpu: bool) -> tuple[int, int, torch.device]:
     """(rank, world, device): a process group when torchrun set its variables, else (0, 1)."""
-    import torch.distributed as dist
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device(f"cuda:{local}") if use_gpu else torch.device("cpu")

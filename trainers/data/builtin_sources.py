@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.cache import cache_root
+from core.ids import content_hash, fingerprint_sources
 from trainers.data.corpora import FILES, GENERATOR_VERSION, specs_of, write_builtin_corpora
 from trainers.data.decontamination import items_identity
-from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec
+from trainers.data.source_spec import NOCM, NOCM_BASE, SourceSpec
 from trainers.data.tagging import NOCM_TAGS
-from trainers.identity import content_hash, fingerprint_sources
 
 if TYPE_CHECKING:  # the fingerprint is cheap: dry runs import no pyarrow through here
-    from trainers.storage import Storage
+    from core.storage import Storage
 
 METADATA = "metadata.json"  # written last: its presence means the folder is complete
 TRAINED_ON = ("math", "code", "general")  # the corpora a recipe may name (with general_nocm)
@@ -59,7 +60,7 @@ def write_builtin_sources(storage: Storage, sizes: Mapping[str, int], seed: int,
     """name -> SourceSpec of the built-in corpora in `storage` (the held-out `math_test` and
     `general_test` included, and `general_nocm`), writing them first if no process has. One
     writer at a time (a lease); the others wait for its metadata.json."""
-    from trainers.storage import Lease
+    from core.storage import Lease  # lazy: light command (dry run: no pyarrow)
 
     rel = builtin_folder(sizes, seed)
     lease = Lease(storage, f"{rel}.lock")
@@ -80,8 +81,8 @@ def cached_builtin_specs(root: Path | None = None, sizes: Mapping[str, int] | No
                          seed: int = 0) -> dict[str, SourceSpec]:
     """The built-in corpora in a local folder (default: the cache, `DMT_CACHE`), through the
     same writer and folder naming as a run storage: the data command's and the evals' default."""
-    from trainers.model import cache_root
-    from trainers.storage import Storage
+
+    from core.storage import Storage  # lazy: light command (dry run: no pyarrow)
 
     return write_builtin_sources(Storage(root or cache_root()), sizes or {}, seed)
 

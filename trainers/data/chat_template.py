@@ -1,6 +1,6 @@
 """The chat template a model is trained and evaluated with, chosen by name.
 
-`vicuna` (the default): the paper's FastChat vicuna_v1.1 (trainers/data/template.py). `model`:
+`vicuna` (the default): the paper's FastChat vicuna_v1.1 (trainers/data/vicuna.py). `model`:
 the tokenizer's own chat template (`tokenizer.apply_chat_template`: SmolLM2's and Qwen's
 ChatML, ...). Training (formatting.py), the evals' prompts and their stop strings all ask one
 `ChatTemplate`, so a model is asked exactly the way it was taught. Try it:
@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from trainers.data import template as vicuna
-from trainers.settings import DEFAULT_TEMPLATE, TEMPLATES
+from core.model import load_tokenizer
+from core.settings import DEFAULT_TEMPLATE, TEMPLATES
+from trainers.data import vicuna
 
 # The reject key of a conversation whose rendered prefixes are not prefixes of its whole text
 # (formatting.py counts it like its own reasons).
@@ -178,8 +179,6 @@ def chat_template(name: str | ChatTemplate, tokenizer) -> ChatTemplate:
 
 
 def main(argv: list[str]) -> None:
-    from trainers.model import load_tokenizer
-
     tokenizer = load_tokenizer(argv[0] if argv else "smollm2_135m")
     chosen = chat_template(argv[1] if len(argv) > 1 else DEFAULT_TEMPLATE, tokenizer)
     chat = [{"role": "user", "content": "What is 2 + 3?"},

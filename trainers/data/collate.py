@@ -1,4 +1,6 @@
-"""Micro-batches from tokenized rows: padded to the longest row, or packed without padding.
+"""A train worker's rows of a stage dataset (`iter_worker_rows`: position % world_size == rank)
+and its micro-batches (`iter_micro_batches`): padded to the longest row, or packed without
+padding. No Ray here: the training core runs without it (trainers/train_stage.py, the GPU check).
 
 Rows are `{"input_ids", "labels"}` (lists, numpy arrays or tensors) as trainers/data/formatting.py
 makes them; a columnar batch (Ray Data's `iter_batches`) is accepted too, so both functions also
@@ -7,8 +9,9 @@ work as `collate_fn`. Train a packed batch with `model(**batch, use_cache=False)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
+import numpy as np
 import torch
 
 IGNORE = -100
@@ -56,7 +59,7 @@ def collate_packed(
     Each sample's first label is -100: HF shifts labels left by one, so the last token of one
     sample would otherwise be trained to predict the first token of the next.
 
-    Cross-sample attention, as measured with transformers 5.24 on CPU (tests/test_collate.py):
+    Cross-sample attention, as measured with transformers 5.24 on CPU (tests/trainers/data/test_collate.py):
     - No 2-D attention mask, sdpa/eager/flex: transformers infers sample boundaries from
       `position_ids` (where they do not increase by 1) and blocks attention between samples ONLY
       when no KV cache is built. Llama's `use_cache` defaults to the config's `True`, and then
@@ -120,3 +123,40 @@ def padding_fraction(batch: Mapping[str, torch.Tensor]) -> float:
 def count_label_tokens(batch: Mapping[str, torch.Tensor]) -> int:
     """Tokens that carry loss after HF's one-position shift (the loss is their mean)."""
     return int((batch["labels"][..., 1:] != IGNORE).sum())
+
+
+def iter_worker_rows(dataset_or_shard, rank: int, world_size: int,
+                     start_after: tuple[int, int] | None = None,
+                     batch_size: int = 256) -> Iterator[dict]:
+    """This worker's rows (position % world_size == rank) in (epoch, position) order; a resumed
+    worker passes the (epoch, position) of its last consumed row as `start_after`."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside world size {world_size}")
+    for batch in dataset_or_shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        epochs, positions = batch["epoch"], batch["position"]
+        for j in range(len(positions)):
+            epoch, position = int(epochs[j]), int(positions[j])
+            if position % world_size != rank:
+                continue
+            if start_after is not None and (epoch, position) <= tuple(start_after):
+                continue
+            yield {"epoch": epoch, "position": position, "source": str(batch["source"][j]),
+                   "id": str(batch["id"][j]), "n_tokens": int(batch["n_tokens"][j]),
+                   # copies: Arrow hands out read-only views, which torch warns about
+                   "input_ids": np.array(batch["input_ids"][j]),
+                   "labels": np.array(batch["labels"][j])}
+
+
+def iter_micro_batches(rows: Iterable[dict], micro_batch: int,
+                       collate: Callable[[list[dict]], object]) -> Iterator[object]:
+    """Consecutive groups of `micro_batch` rows, collated; the last group may be shorter."""
+    if micro_batch < 1:
+        raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
+    group: list[dict] = []
+    for row in rows:
+        group.append(row)
+        if len(group) == micro_batch:
+            yield collate(group)
+            group = []
+    if group:
+        yield collate(group)

@@ -15,21 +15,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+import ray
+
+from core.model import load_tokenizer
+from core.settings import DEFAULT_TEMPLATE, TEMPLATES
 from trainers.data.builtin_sources import cached_builtin_specs
+from trainers.data.collate import (
+    collate_packed,
+    collate_padded,
+    iter_micro_batches,
+    iter_worker_rows,
+)
+from trainers.data.pipeline import build_stage_dataset
 from trainers.data.recipe import parse_recipe
 from trainers.data.records import RecordError
-from trainers.data.sources import FORMATS, SourceSpec, make_spec
-from trainers.settings import DEFAULT_TEMPLATE, TEMPLATES
-
-
-def _pairs(items: list[str], what: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise SystemExit(f"--{what} {item!r} is not NAME=VALUE")
-        out[name.strip()] = value.strip()
-    return out
+from trainers.data.source_spec import FORMATS, SourceSpec, make_spec, parse_named
 
 
 def resolve_specs(recipe, sources: dict[str, str], formats: dict[str, str],
@@ -52,8 +52,6 @@ def resolve_specs(recipe, sources: dict[str, str], formats: dict[str, str],
 
 def padding_summary(dataset, micro_batch: int, pad_id: int) -> dict:
     """Pad share of padded micro-batches (pad to the longest row) against packed ones, epoch 0."""
-    from trainers.data.collate import collate_packed, collate_padded
-    from trainers.data.pipeline import iter_micro_batches, iter_worker_rows
 
     rows = [r for r in iter_worker_rows(dataset, 0, 1) if r["epoch"] == 0]
     padded_cells = real = packed_cells = batches = 0
@@ -72,8 +70,10 @@ def padding_summary(dataset, micro_batch: int, pad_id: int) -> dict:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m trainers.data", description=__doc__.split("\n")[0])
     p.add_argument("--recipe", required=True, help='e.g. "math=1/256,code=#300"')
-    p.add_argument("--source", action="append", default=[], help="NAME=PATH_OR_URI_OR_HF_ID")
-    p.add_argument("--format", action="append", default=[], help=f"NAME=FORMAT, one of {FORMATS}")
+    p.add_argument("--source", action="append", default=[], type=parse_named,
+                   help="NAME=PATH_OR_URI_OR_HF_ID")
+    p.add_argument("--format", action="append", default=[], type=parse_named,
+                   help=f"NAME=FORMAT, one of {FORMATS}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--strict", action="store_true", help="fail on the first bad record")
@@ -91,14 +91,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict:
-    import ray
-
-    from trainers.data.pipeline import build_stage_dataset
-    from trainers.model import load_tokenizer
+def inspect_recipe(args: argparse.Namespace) -> dict:
 
     recipe = parse_recipe(args.recipe)
-    specs = resolve_specs(recipe, _pairs(args.source, "source"), _pairs(args.format, "format"),
+    specs = resolve_specs(recipe, dict(args.source), dict(args.format),
                           args.corpora_dir)
     if not ray.is_initialized():
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -128,7 +124,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        run(args)
+        inspect_recipe(args)
     except RecordError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

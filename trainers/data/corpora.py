@@ -17,7 +17,7 @@ import json
 import random
 from pathlib import Path
 
-from trainers.data.sources import NOCM, NOCM_BASE, SourceSpec, derive_nocm
+from trainers.data.source_spec import NOCM, NOCM_BASE, SourceSpec, derive_nocm
 
 DEFAULT_SIZES = {"math": 2000, "code": 1000, "general": 1000, "math_test": 200,
                  "general_test": 200}
@@ -365,7 +365,7 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def builtin_specs(directory) -> dict[str, SourceSpec]:
+def folder_specs(directory) -> dict[str, SourceSpec]:
     """SourceSpecs of the built-in corpora in `directory` (the held-out `math_test` and
     `general_test` included: evaluation data, never a training source), plus `general_nocm`
     (general minus samples tagged code or math)."""

@@ -5,7 +5,6 @@ prints (`python -m trainers.data`) and that every stage manifest stores.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -87,7 +86,7 @@ def _stats(t: TokenStats) -> str:
     return f"total {t.total}  mean {t.mean}  p95 {t.p95}  max {t.max}"
 
 
-def build_report(recipe, counts, outcome, *, seed, epochs, max_len, overlong, tokenizer_name):
+def build_data_report(recipe, counts, outcome, *, seed, epochs, max_len, overlong, tokenizer_name):
     sources = []
     for c in counts:
         mine = outcome[outcome["source"] == c["name"]]
@@ -101,6 +100,3 @@ def build_report(recipe, counts, outcome, *, seed, epochs, max_len, overlong, to
                       tuple(sources), len(kept), TokenStats.of(kept["n_tokens"]),
                       int(kept["truncated"].sum()), len(outcome) - len(kept))
 
-
-def report_json(report: DataReport) -> str:
-    return json.dumps(report.to_dict(), indent=1, default=str)

@@ -5,7 +5,7 @@ tests joined by "+"), in both readers (sources.iter_records and the Ray Data sca
 The sweep's driver writes the items once (`python -m sweep.rq2 --decontaminate`): a JSON file
 in the run storage named by the hash of its n and items, so every worker on any node reads the
 same file and the name alone is its identity in stage ids. Each process builds the n-gram index
-from it once (trainers/data/overlap.py).
+from it once (trainers/data/ngrams.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import functools
 import json
 from collections.abc import Iterable
 
-from trainers.data.overlap import TestIndex, TestItem, build_index
-from trainers.data.rows import _open_bytes
-from trainers.identity import content_hash
+from core.ids import content_hash
+from trainers.data.location import open_bytes
+from trainers.data.ngrams import TestIndex, TestItem, build_index
 
 FOLDER = "decontamination"
 REASON = "contaminated:"
@@ -44,7 +44,7 @@ def load_index(location: str) -> TestIndex:
     """The n-gram index of an items file, built once per process (Python's str hash is salted
     per process, so an index is never shipped, only rebuilt)."""
     try:
-        payload = json.loads(_open_bytes(location))
+        payload = json.loads(open_bytes(location))
         items = [TestItem(test, item_id, tuple(texts)) for test, item_id, texts in
                  payload["items"]]
         return build_index(items, int(payload["ngram"]))

@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 
+from core.model import load_tokenizer
+from core.settings import DEFAULT_TEMPLATE
 from trainers.data.chat_template import ChatTemplate, chat_template
-from trainers.settings import DEFAULT_TEMPLATE
 
 IGNORE = -100
 OVERLONG = ("truncate", "drop")
@@ -172,7 +173,7 @@ def tokenize_batch(batch, tokenizer, max_len: int = 2048, overlong: str = "trunc
         "reject_reason": np.asarray(reasons, dtype=object),
     }
     if hasattr(batch, "columns"):  # pandas in, pandas out
-        import pandas as pd
+        import pandas as pd  # lazy: light command (no pandas)
 
         out["input_ids"] = [list(map(int, x)) for x in ids]
         out["labels"] = [list(map(int, x)) for x in labels]
@@ -197,8 +198,6 @@ def describe(row: dict, tokenizer) -> str:
 
 
 def main(argv: list[str]) -> None:
-    from trainers.model import load_tokenizer
-
     tokenizer = load_tokenizer(argv[0] if argv else "tiny_llama")
     template = argv[1] if len(argv) > 1 else DEFAULT_TEMPLATE
     messages = [

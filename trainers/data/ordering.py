@@ -6,6 +6,9 @@ can skip exactly the rows it consumed. Used by trainers/data/pipeline.py.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
 
 from trainers.data.selection import order_key
 
@@ -32,8 +35,6 @@ def order_epochs(tokenized, pairs: list[tuple[str, str]], seed: int, epochs: int
     driver, ~4 KB per row measured). Ray Data's own `sort` samples its boundaries and cost ~7 s
     fixed on 2 cores even for 1000 rows.
     """
-    import ray
-
     block_refs = tokenized.to_arrow_refs()
     n_chunks = default_blocks(len(pairs))
     chunk_rows = -(-len(pairs) // n_chunks)
@@ -51,8 +52,6 @@ def order_epochs(tokenized, pairs: list[tuple[str, str]], seed: int, epochs: int
 
 def _position_block(table, epoch: int, seed: int, sorted_keys: np.ndarray):
     """The kept rows of one tokenized block, with their epoch and position in it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     table = table.filter(pc.equal(table["reject_reason"], ""))
     keys = np.array([order_key(seed, epoch, s, i) for s, i in
@@ -64,8 +63,6 @@ def _position_block(table, epoch: int, seed: int, sorted_keys: np.ndarray):
 
 def _gather_chunk(start: int, stop: int, *tables):
     """Positions [start, stop) of one epoch from every positioned block, in order."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     parts = [t.filter(pc.and_(pc.greater_equal(t["position"], start),
                               pc.less(t["position"], stop))) for t in tables]

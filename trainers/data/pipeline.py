@@ -2,7 +2,7 @@
 
 Everything that touches a record body runs in Ray Data; the driver holds a few small values per
 record (ordinal, line, id, 32-byte selection key, reject reason), never the messages:
-  1. plan: one Ray task per source finds its parts (byte or row ranges) and its format;
+  1. layout: one Ray task per source finds its parts (byte or row ranges) and its format;
   2. scan: `map_batches` over the parts parses every row into those keys (trainers/data/scan.py);
   3. select: the driver counts rejects, renames repeated ids and takes each source's exact,
      seeded subset from the keys (the rule of selection.select, same ids);
@@ -10,7 +10,7 @@ record (ordinal, line, id, 32-byte selection key, reject reason), never the mess
   5. lay out every epoch in its seeded order, a sort by sha256(seed, epoch, source, id): exact
      on any block layout.
 Train workers get the whole dataset and keep rows with `position % world_size == rank`
-(`iter_worker_rows`). Try it:
+(`trainers.data.collate.iter_worker_rows`). Try it:
     python -m trainers.data --recipe "math=1/256,code=1/256,general=1/256"
 """
 
@@ -19,31 +19,39 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+from ray.data import ExecutionOptions
+from ray.train import DataConfig
 
+from core.model import load_tokenizer
+from core.settings import DEFAULT_TEMPLATE
 from trainers.data.builtin_sources import HELD_OUT  # the built-in corpora's test splits
-from trainers.data.data_report import build_report
+from trainers.data.chat_template import chat_template
+from trainers.data.data_report import build_data_report
+from trainers.data.formatting import tokenize_batch
 from trainers.data.ordering import order_epochs
 from trainers.data.recipe import Recipe, format_amount, format_recipe
 from trainers.data.records import RecordError, Rejects
+from trainers.data.scan import KEY_COLUMNS, layout_source, part_item, read_part, scan_part
 from trainers.data.selection import count_for, selection_key
-from trainers.data.sources import SourceSpec
-from trainers.settings import DEFAULT_TEMPLATE
+from trainers.data.source_spec import SourceSpec
 
-# ---- driver side: plan, scan, select from small keys -------------------------------------------
+# ---- driver side: lay out, scan, select from small keys -------------------------------------------
 
 @dataclass(frozen=True)
 class Selection:
     """One source's selected rows: ordinals (file order), their final ids (Arrow strings), and
-    the source's plan (scan.Plan: its parts, to read them again)."""
+    the source's layout (scan.SourceLayout: its parts, to read them again)."""
 
     source: str
     ordinals: np.ndarray
     ids: object
-    plan: object
+    layout: object
 
 
 def check_recipe(recipe: Recipe, specs: dict[str, SourceSpec]) -> None:
@@ -56,40 +64,31 @@ def check_recipe(recipe: Recipe, specs: dict[str, SourceSpec]) -> None:
 
 def fetch(refs):
     """Every object the driver takes back from Ray goes through here (a test watches it)."""
-    import ray
-
     return ray.get(refs)
 
 
-def plan_sources(recipe: Recipe, specs: dict[str, SourceSpec], num_blocks: int | None) -> dict:
-    import ray
+def layout_sources(recipe: Recipe, specs: dict[str, SourceSpec], num_blocks: int | None) -> dict:
 
-    from trainers.data.scan import plan_source
-
-    plan = ray.remote(plan_source)
-    refs = [plan.remote(specs[source], num_blocks) for source, _ in recipe]
+    layout = ray.remote(layout_source)
+    refs = [layout.remote(specs[source], num_blocks) for source, _ in recipe]
     return dict(zip([source for source, _ in recipe], fetch(refs)))
 
 
-def scan_sources(plans: dict, specs: dict[str, SourceSpec], seed: int,
+def scan_sources(layouts: dict, specs: dict[str, SourceSpec], seed: int,
                  max_chars: int | None) -> dict:
     """{source: its rows' keys (scan.KEY_COLUMNS) in file order}, parsed in Ray Data."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import ray
 
-    from trainers.data.scan import KEY_COLUMNS, part_item, scan_part
 
-    items = [part_item(p) for plan in plans.values() for p in plan.parts]
+    items = [part_item(p) for layout in layouts.values() for p in layout.parts]
     types = _key_types()
     empty = pa.table({c: pa.array([], type=types[c]) for c in KEY_COLUMNS})
     if not items:
-        return {source: empty for source in plans}
+        return {source: empty for source in layouts}
     keys = (ray.data.from_items(items, override_num_blocks=len(items))
             .map_batches(scan_part, batch_size=1, batch_format="pyarrow",
-                         fn_kwargs={"specs": _used(specs, plans), "plans": plans, "seed": seed,
+                         fn_kwargs={"specs": _used(specs, layouts), "layouts": layouts, "seed": seed,
                                     "max_chars": max_chars}))
-    by_source = {source: [empty] for source in plans}
+    by_source = {source: [empty] for source in layouts}
     for block in fetch(keys.to_arrow_refs()):
         sources = pc.unique(block["source"]).to_pylist()  # one, unless Ray merged blocks
         for source in sources:
@@ -106,15 +105,13 @@ def _in_file_order(table):
 
 
 def _key_types():
-    import pyarrow as pa
-
     return {"source": pa.string(), "ordinal": pa.int64(), "line": pa.int64(), "id": pa.string(),
             "key": pa.binary(), "reason": pa.string(), "repair": pa.string(),
             "excluded": pa.string()}
 
 
-def _used(specs: dict, plans: dict) -> dict:
-    return {name: specs[name] for name in plans}
+def _used(specs: dict, layouts: dict) -> dict:
+    return {name: specs[name] for name in layouts}
 
 
 def select_sources(recipe: Recipe, specs: dict[str, SourceSpec], seed: int, strict: bool = False,
@@ -123,28 +120,26 @@ def select_sources(recipe: Recipe, specs: dict[str, SourceSpec], seed: int, stri
     """(each source's Selection, per-source read/kept/rejected/selected counts), the ids exactly
     those of selection.select over sources.read_records, with no record body on the driver."""
     check_recipe(recipe, specs)
-    plans = plan_sources(recipe, specs, num_blocks)
-    keys = scan_sources(plans, specs, seed, max_chars)
+    layouts = layout_sources(recipe, specs, num_blocks)
+    keys = scan_sources(layouts, specs, seed, max_chars)
     selections, counts = [], []
     for source, amount in recipe:
-        selection, count = select_from_keys(keys.pop(source), specs[source], plans[source],
+        selection, count = select_from_keys(keys.pop(source), specs[source], layouts[source],
                                             amount, seed, strict)
         selections.append(selection)
         counts.append({**count, "amount": format_amount(amount)})
     return selections, counts
 
 
-def select_from_keys(table, spec: SourceSpec, plan, amount, seed: int, strict: bool):
+def select_from_keys(table, spec: SourceSpec, layout, amount, seed: int, strict: bool):
     """read_records' reject counting, id renaming and exclusions (test overlap, tags), then
     selection.select's rule (the first count_for(amount, kept) rows in selection-key order),
     on one source's keys."""
-    import pyarrow.compute as pc
-
     rejects = Rejects()
     bad = table.filter(pc.not_equal(table["reason"], ""))
     if strict and len(bad):
         raise RecordError(spec.location, bad["line"][0].as_py(), bad["reason"][0].as_py())
-    plan.raise_error()
+    layout.raise_error()
     _count_located(rejects.add, bad, "reason", spec.location)
     _count_located(rejects.repair, table.filter(pc.not_equal(table["repair"], "")), "repair",
                    spec.location)
@@ -164,7 +159,7 @@ def select_from_keys(table, spec: SourceSpec, plan, amount, seed: int, strict: b
     ordinals = good["ordinal"].to_numpy()[chosen]
     count = {"name": spec.name, "location": spec.location, "read": len(table),
              "kept": len(kept_rows), "rejects": rejects.to_dict(), "selected": n}
-    return Selection(spec.name, ordinals, _strings(chosen_ids), plan), count
+    return Selection(spec.name, ordinals, _strings(chosen_ids), layout), count
 
 
 def _count_located(add, rows, column: str, location: str) -> None:
@@ -175,8 +170,6 @@ def _count_located(add, rows, column: str, location: str) -> None:
 
 def _fixed_keys(column) -> np.ndarray:
     """32-byte selection keys as a numpy "S32" array, without a Python object per row."""
-    import pyarrow as pa
-
     fixed = column.combine_chunks().cast(pa.binary(32))
     if not len(fixed):
         return np.array([], dtype="S32")
@@ -203,8 +196,6 @@ def _rename_repeats(keys: np.ndarray, ids, lines, spec: SourceSpec, seed: int,
 
 
 def _strings(values: list[str]):
-    import pyarrow as pa
-
     return pa.array(values, type=pa.string())
 
 
@@ -213,7 +204,6 @@ def _strings(values: list[str]):
 @functools.lru_cache(maxsize=4)
 def _tokenizer(name: str):
     # One load per Ray worker process: task workers are reused, so this is a per-process cache.
-    from trainers.model import load_tokenizer
 
     return load_tokenizer(name)
 
@@ -222,9 +212,6 @@ def _tokenize(batch: dict, tokenizer_name: str, max_len: int, overlong: str, tem
     """tokenize_batch, returned as an Arrow table with list<int64> token columns: left to Ray,
     a block whose rows happen to be equally long becomes a fixed-shape tensor column, and its
     chunks would no longer concatenate with the variable-shaped ones."""
-    import pyarrow as pa
-
-    from trainers.data.formatting import tokenize_batch
 
     out = tokenize_batch(batch, _tokenizer(tokenizer_name), max_len, overlong, template)
     tokens = {k: pa.array(list(out[k]), type=pa.list_(pa.int64())) for k in ("input_ids", "labels")}
@@ -247,11 +234,7 @@ def build_stage_dataset(
     "model" is checked against the tokenizer here, so a tokenizer without a chat template
     fails at once with its reason instead of inside every tokenizing task.
     """
-    import ray
-
     if template != DEFAULT_TEMPLATE:
-        from trainers.data.chat_template import chat_template
-
         chat_template(template, _tokenizer(tokenizer_name))
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     selections, counts = select_sources(recipe, specs, seed, strict, max_chars, num_blocks)
@@ -265,7 +248,7 @@ def build_stage_dataset(
         .materialize()
     )
     outcome = _outcome(tokenized)
-    report = build_report(recipe, counts, outcome, seed=seed, epochs=epochs, max_len=max_len,
+    report = build_data_report(recipe, counts, outcome, seed=seed, epochs=epochs, max_len=max_len,
                      overlong=overlong, tokenizer_name=tokenizer_name)
     if report.rows_per_epoch == 0:
         raise ValueError(f"every selected sample was rejected at tokenization:\n{report.format()}")
@@ -277,14 +260,11 @@ def read_selected(selections: list[Selection], specs: dict[str, SourceSpec],
                   max_chars: int | None):
     """The selected records (source, id, messages) read again from their parts in Ray Data:
     each part task gets only its own selected ordinals and ids."""
-    import ray
 
-    from trainers.data.scan import part_item, read_part
-
-    plans = {selection.source: selection.plan for selection in selections}
+    layouts = {selection.source: selection.layout for selection in selections}
     items = []
     for selection in selections:
-        for part in selection.plan.parts:
+        for part in selection.layout.parts:
             inside = (selection.ordinals >= part.first_ordinal) & \
                 (selection.ordinals < part.end_ordinal)
             if inside.any():
@@ -293,58 +273,19 @@ def read_selected(selections: list[Selection], specs: dict[str, SourceSpec],
                                        ids=json.dumps(ids)))
     return (ray.data.from_items(items, override_num_blocks=len(items))
             .map_batches(read_part, batch_size=1, batch_format="pyarrow",
-                         fn_kwargs={"specs": _used(specs, plans), "plans": plans,
+                         fn_kwargs={"specs": _used(specs, layouts), "layouts": layouts,
                                     "max_chars": max_chars}))
 
 
 def _outcome(tokenized):
     """Per selected record: source, id, n_tokens, truncated, reject_reason (no tokens)."""
-    import pyarrow as pa
-
     columns = ["source", "id", "n_tokens", "truncated", "reject_reason"]
     return pa.concat_tables(fetch(tokenized.select_columns(columns).to_arrow_refs())).to_pandas()
 
 
 def data_config():
     """The DataConfig a trainer passes: every worker sees the whole dataset, in order."""
-    from ray.data import ExecutionOptions
-    from ray.train import DataConfig
 
     return DataConfig(datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True))
 
 
-def iter_worker_rows(dataset_or_shard, rank: int, world_size: int,
-                     start_after: tuple[int, int] | None = None,
-                     batch_size: int = 256) -> Iterator[dict]:
-    """This worker's rows (position % world_size == rank) in (epoch, position) order; a resumed
-    worker passes the (epoch, position) of its last consumed row as `start_after`."""
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} outside world size {world_size}")
-    for batch in dataset_or_shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
-        epochs, positions = batch["epoch"], batch["position"]
-        for j in range(len(positions)):
-            epoch, position = int(epochs[j]), int(positions[j])
-            if position % world_size != rank:
-                continue
-            if start_after is not None and (epoch, position) <= tuple(start_after):
-                continue
-            yield {"epoch": epoch, "position": position, "source": str(batch["source"][j]),
-                   "id": str(batch["id"][j]), "n_tokens": int(batch["n_tokens"][j]),
-                   # copies: Arrow hands out read-only views, which torch warns about
-                   "input_ids": np.array(batch["input_ids"][j]),
-                   "labels": np.array(batch["labels"][j])}
-
-
-def iter_micro_batches(rows: Iterable[dict], micro_batch: int,
-                       collate: Callable[[list[dict]], object]) -> Iterator[object]:
-    """Consecutive groups of `micro_batch` rows, collated; the last group may be shorter."""
-    if micro_batch < 1:
-        raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
-    group: list[dict] = []
-    for row in rows:
-        group.append(row)
-        if len(group) == micro_batch:
-            yield collate(group)
-            group = []
-    if group:
-        yield collate(group)

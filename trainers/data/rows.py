@@ -13,33 +13,16 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import pyarrow.parquet as pq
+
+from trainers.data.location import is_remote, open_bytes
 from trainers.data.records import RecordError
-
-if TYPE_CHECKING:
-    from trainers.data.sources import SourceSpec
+from trainers.data.source_spec import SourceSpec
 
 
-class _Bad(Exception):
+class BadRow(Exception):
     """A row that cannot become a record; its message is the reject reason."""
-
-
-def _is_remote(location: str) -> bool:
-    """A URI (s3://, gs://, file://, ...): opened through pyarrow.fs, like Ray Data does."""
-    return "://" in location
-
-
-def _open_bytes(location: str) -> bytes:
-    if _is_remote(location):
-        from pyarrow import fs
-
-        filesystem, path = fs.FileSystem.from_uri(location)
-        with filesystem.open_input_stream(path) as stream:
-            data = stream.read()
-    else:
-        data = Path(location).read_bytes()
-    return gzip.decompress(data) if location.endswith(".gz") else data
 
 
 def _parsed(line: str) -> object:
@@ -47,10 +30,10 @@ def _parsed(line: str) -> object:
     try:
         return json.loads(line)
     except json.JSONDecodeError as err:
-        return _Bad(f"malformed JSON ({err.msg})")
+        return BadRow(f"malformed JSON ({err.msg})")
 
 
-def _json_lines(text: str) -> Iterator[tuple[int, object]]:
+def json_lines(text: str) -> Iterator[tuple[int, object]]:
     for lineno, line in enumerate(text.splitlines(), 1):
         if line.strip():
             yield lineno, _parsed(line)
@@ -88,15 +71,13 @@ def _json_list(text: str, where: str) -> Iterator[tuple[int, object]]:
 
 
 def _parquet_rows(data: bytes) -> Iterator[tuple[int, object]]:
-    import pyarrow.parquet as pq
-
     yield from enumerate(pq.read_table(io.BytesIO(data)).to_pylist(), 1)
 
 
-def _hf_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
-    import datasets
+def hf_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
+    import datasets  # lazy: light command (no datasets)
 
-    # At the revision the sweep resolved (trainers.content), so what is read is what the stage
+    # At the revision the sweep resolved (core.content), so what is read is what the stage
     # ids name, even if the dataset is updated mid-sweep.
     content = spec.content or ""
     revision = content.removeprefix("hub:") if content.startswith("hub:") else None
@@ -108,8 +89,8 @@ STREAM_CHUNK = 1 << 20  # characters read at a time from a local JSON list
 
 
 def _stream_lines(f) -> Iterator[tuple[int, object]]:
-    """`_json_lines` over an open text file, one physical line at a time: each is split again
-    by str.splitlines, so line numbers are exactly those `_json_lines` gives the whole text."""
+    """`json_lines` over an open text file, one physical line at a time: each is split again
+    by str.splitlines, so line numbers are exactly those `json_lines` gives the whole text."""
     lineno = 0
     for physical in f:
         for line in physical.splitlines():
@@ -164,16 +145,16 @@ def _stream_list(f, where: str) -> Iterator[tuple[int, object]]:
 
 
 def iter_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
-    """(line or row number, object) for every row; JSON errors come as `_Bad` objects. A local
+    """(line or row number, object) for every row; JSON errors come as `BadRow` objects. A local
     JSON or JSONL file is streamed (a 90K-conversation source is never held whole)."""
     loc = spec.location
-    if not _is_remote(loc) and not Path(loc).exists():
+    if not is_remote(loc) and not Path(loc).exists():
         if loc.startswith((".", "/")) or loc.endswith((".json", ".jsonl", ".parquet", ".gz")):
             raise RecordError(loc, None, "no such file")
-        yield from _hf_rows(spec)  # not a path: a Hugging Face dataset id
+        yield from hf_rows(spec)  # not a path: a Hugging Face dataset id
         return
     base = loc.removesuffix(".gz")
-    if not _is_remote(loc) and not base.endswith(".parquet"):
+    if not is_remote(loc) and not base.endswith(".parquet"):
         opener = gzip.open if loc.endswith(".gz") else open
         with opener(loc, "rt", encoding="utf-8", newline="") as f:
             head = f.read(4096)
@@ -185,7 +166,7 @@ def iter_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
             else:
                 yield from _stream_lines(f)
         return
-    data = _open_bytes(loc)
+    data = open_bytes(loc)
     if base.endswith(".parquet"):
         yield from _parquet_rows(data)
         return
@@ -193,4 +174,4 @@ def iter_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
     if base.endswith(".json") and text.lstrip().startswith("["):
         yield from _json_list(text, loc)
     else:
-        yield from _json_lines(text)
+        yield from json_lines(text)

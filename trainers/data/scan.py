@@ -1,6 +1,6 @@
 """A source read by Ray Data in parts, so no record body ever passes through the driver.
 
-`plan_source` (one Ray task per source) finds where the rows are: byte ranges cut at line or
+`layout_source` (one Ray task per source) finds where the rows are: byte ranges cut at line or
 JSON-list element boundaries, or row ranges of a Parquet file or a Hugging Face dataset, and the
 format (`auto`: the first row whose keys name one, as `read_records` decides it). `scan_part`
 turns one part's rows into small keys (ordinal, line, id, selection key, reject reason, repair,
@@ -12,6 +12,7 @@ are exactly those of `read_records`. Used by trainers/data/pipeline.py; try it w
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,12 +20,18 @@ from itertools import islice, pairwise
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs
 
 from trainers.data.decontamination import contamination_reason
+from trainers.data.location import is_remote, open_bytes
 from trainers.data.records import RecordError, Rejects, content_id
-from trainers.data.rows import _Bad, _hf_rows, _is_remote, _json_lines, _open_bytes, list_elements
+from trainers.data.rows import BadRow, hf_rows, json_lines, list_elements
 from trainers.data.selection import selection_key
-from trainers.data.sources import SourceSpec, _convert, detect_format
+from trainers.data.source_spec import SourceSpec
+from trainers.data.sources import convert, detect_format
+from trainers.data.tagging import KeywordTagger
 
 KEY_COLUMNS = ["source", "ordinal", "line", "id", "key", "reason", "repair", "excluded"]
 NO_MORE = 2**62  # the ordinal bound of a source's last part
@@ -48,7 +55,7 @@ class Part:
 
 
 @dataclass(frozen=True)
-class Plan:
+class SourceLayout:
     """A source's parts and format. `fmt` None: no row names a format; rows before ordinal
     `detect_ordinal` precede the detection. `error`: a file error's (path, line, reason), raised
     after the parts' rows are counted (a malformed JSON list is a whole-file error, as in
@@ -65,21 +72,21 @@ class Plan:
             raise RecordError(*self.error)
 
 
-# ---- planning: one Ray task per source --------------------------------------------------------
+# ---- layout: one Ray task per source --------------------------------------------------------
 
-def plan_source(spec: SourceSpec, n_parts: int | None = None) -> Plan:
-    """The plan of `spec`; errors come back inside it, never as a Ray task failure, so the
+def layout_source(spec: SourceSpec, n_parts: int | None = None) -> SourceLayout:
+    """The layout of `spec`; errors come back inside it, never as a Ray task failure, so the
     driver raises them in recipe order with their own type and message."""
     try:
         kind = _kind(spec)
         if kind == "table":
-            return _plan_table(spec, n_parts)
-        text = _open_bytes(spec.location).decode("utf-8")
+            return _layout_table(spec, n_parts)
+        text = open_bytes(spec.location).decode("utf-8")
         if kind == "list" or _is_list(spec, text):
-            return _plan_list(spec, text, n_parts)
-        return _plan_lines(spec, text, n_parts)
+            return _layout_list(spec, text, n_parts)
+        return _layout_lines(spec, text, n_parts)
     except RecordError as err:
-        return Plan(spec.name, (), None, NO_MORE, _located(err))
+        return SourceLayout(spec.name, (), None, NO_MORE, _located(err))
 
 
 def _located(err: RecordError) -> tuple:
@@ -90,7 +97,7 @@ def _kind(spec: SourceSpec) -> str:
     """`table`, `list` or `lines` (or `text`: lines or a list, seen once the text is read),
     the same dispatch as rows.iter_rows."""
     loc = spec.location
-    if not _is_remote(loc) and not Path(loc).exists():
+    if not is_remote(loc) and not Path(loc).exists():
         if loc.startswith((".", "/")) or loc.endswith((".json", ".jsonl", ".parquet", ".gz")):
             raise RecordError(loc, None, "no such file")
         return "table"  # a Hugging Face dataset id
@@ -116,9 +123,9 @@ def _detect(spec: SourceSpec, rows: Iterator[tuple[int, object]]) -> tuple[str |
     return None, NO_MORE
 
 
-def _plan_lines(spec: SourceSpec, text: str, n_parts: int | None) -> Plan:
+def _layout_lines(spec: SourceSpec, text: str, n_parts: int | None) -> SourceLayout:
     """Cuts after a newline; each part's first line counted as str.splitlines counts (as
-    rows._json_lines does), so line numbers match on any text."""
+    rows.json_lines does), so line numbers match on any text."""
     data = text.encode("utf-8")
     newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
     parts_wanted = _how_many_parts(len(newlines) + 1, n_parts)
@@ -131,10 +138,10 @@ def _plan_lines(spec: SourceSpec, text: str, n_parts: int | None) -> Plan:
         line += len(data[start:end].decode("utf-8").splitlines())
     parts = tuple(Part(spec.name, "lines", s, e, first, first, nxt)
                   for (s, e, first), nxt in zip(starts, [t[2] for t in starts[1:]] + [NO_MORE]))
-    return Plan(spec.name, parts, *_detect(spec, _json_lines(text)))
+    return SourceLayout(spec.name, parts, *_detect(spec, json_lines(text)))
 
 
-def _plan_list(spec: SourceSpec, text: str, n_parts: int | None) -> Plan:
+def _layout_list(spec: SourceSpec, text: str, n_parts: int | None) -> SourceLayout:
     """Every element's start is found once (one full parse, in this task); parts are cut at
     element starts. A list that breaks is kept up to the break, and the break is the error."""
     starts, error, fmt, detect_at, last_end = [], None, None, NO_MORE, 0
@@ -149,7 +156,7 @@ def _plan_list(spec: SourceSpec, text: str, n_parts: int | None) -> Plan:
     if spec.format != "auto":
         fmt, detect_at = spec.format, 0
     if not starts:
-        return Plan(spec.name, (), fmt, detect_at, error)
+        return SourceLayout(spec.name, (), fmt, detect_at, error)
     step = -(-len(starts) // _how_many_parts(len(starts), n_parts))
     firsts = list(range(0, len(starts), step))
     char_bounds = [starts[i][0] for i in firsts] + [last_end]
@@ -157,7 +164,7 @@ def _plan_list(spec: SourceSpec, text: str, n_parts: int | None) -> Plan:
     parts = tuple(Part(spec.name, "list", byte_bounds[k], byte_bounds[k + 1], starts[i][1], i,
                        firsts[k + 1] if k + 1 < len(firsts) else NO_MORE)
                   for k, i in enumerate(firsts))
-    return Plan(spec.name, parts, fmt, detect_at, error)
+    return SourceLayout(spec.name, parts, fmt, detect_at, error)
 
 
 def _byte_offsets(text: str, char_positions: list[int]) -> list[int]:
@@ -172,39 +179,36 @@ def _byte_offsets(text: str, char_positions: list[int]) -> list[int]:
 
 
 
-def _plan_table(spec: SourceSpec, n_parts: int | None) -> Plan:
+def _layout_table(spec: SourceSpec, n_parts: int | None) -> SourceLayout:
     n_rows = sum(1 for _ in table_rows(spec))
     k = _how_many_parts(n_rows, n_parts)
     bounds = sorted({n_rows * i // k for i in range(k + 1)})
     parts = tuple(Part(spec.name, "table", a, b, a + 1, a + 1, b + 1 if b < n_rows else NO_MORE)
                   for a, b in pairwise(bounds))
-    return Plan(spec.name, parts, *_detect(spec, table_rows(spec)))
+    return SourceLayout(spec.name, parts, *_detect(spec, table_rows(spec)))
 
 
 def table_rows(spec: SourceSpec, start: int = 0, end: int | None = None):
     """(row number from 1, row) of a Parquet file or a Hugging Face dataset, rows [start, end)."""
     if spec.location.removesuffix(".gz").endswith(".parquet"):
-        import io
 
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(io.BytesIO(_open_bytes(spec.location)))
+        table = pq.read_table(io.BytesIO(open_bytes(spec.location)))
         table = table.slice(start, (end if end is not None else len(table)) - start)
         return enumerate(table.to_pylist(), start + 1)
-    return islice(_hf_rows(spec), start, end)
+    return islice(hf_rows(spec), start, end)
 
 
 # ---- reading a part ---------------------------------------------------------------------------
 
 def part_rows(spec: SourceSpec, part: Part) -> Iterator[tuple[int, int, object]]:
-    """(ordinal, line, object or _Bad) of every row of the part, in file order."""
+    """(ordinal, line, object or BadRow) of every row of the part, in file order."""
     if part.kind == "table":
         for number, row in table_rows(spec, part.start, part.end):
             yield number, number, row
         return
     text = _read_range(spec.location, part.start, part.end).decode("utf-8")
     if part.kind == "lines":
-        for line, row in _json_lines(text):
+        for line, row in json_lines(text):
             yield line + part.first_line - 1, line + part.first_line - 1, row
         return
     elements = list_elements(text, spec.location, line=part.first_line)
@@ -214,10 +218,8 @@ def part_rows(spec: SourceSpec, part: Part) -> Iterator[tuple[int, int, object]]
 
 def _read_range(location: str, start: int, end: int) -> bytes:
     if location.endswith(".gz"):
-        return _open_bytes(location)[start:end]  # a gzip stream cannot be entered midway
-    if _is_remote(location):
-        from pyarrow import fs
-
+        return open_bytes(location)[start:end]  # a gzip stream cannot be entered midway
+    if is_remote(location):
         filesystem, path = fs.FileSystem.from_uri(location)
         with filesystem.open_input_file(path) as f:
             return f.read_at(end - start, start)
@@ -237,25 +239,25 @@ class Parsed:
     repair: str
 
 
-def parse_row(row: object, ordinal: int, plan: Plan, spec: SourceSpec,
+def parse_row(row: object, ordinal: int, layout: SourceLayout, spec: SourceSpec,
               max_chars: int | None) -> Parsed:
     """sources.read_records' handling of one row, given where the format was detected."""
     repairs = Rejects()
     try:
-        if plan.fmt is None or ordinal < plan.detect_ordinal:
+        if layout.fmt is None or ordinal < layout.detect_ordinal:
             _refuse_undetected(row)
-        own, messages = _convert(row, plan.fmt, spec, repairs, "", max_chars)
-    except _Bad as bad:
+        own, messages = convert(row, layout.fmt, spec, repairs, "", max_chars)
+    except BadRow as bad:
         return Parsed(None, None, str(bad), next(iter(repairs.repairs), ""))
     return Parsed(own, messages, "", next(iter(repairs.repairs), ""))
 
 
 def _refuse_undetected(row: object) -> None:
-    if isinstance(row, _Bad):
+    if isinstance(row, BadRow):
         raise row
     if isinstance(row, dict):
-        raise _Bad(f"unknown format (keys {sorted(row)})")
-    raise _Bad("row is not a JSON object")
+        raise BadRow(f"unknown format (keys {sorted(row)})")
+    raise BadRow("row is not a JSON object")
 
 
 def excluded_by(messages: list[dict], spec: SourceSpec) -> str:
@@ -269,7 +271,6 @@ def excluding_tag(messages: list[dict], spec: SourceSpec) -> str:
     `spec` (general_nocm), else ""."""
     if not spec.exclude_tags:
         return ""
-    from trainers.data.tagging import KeywordTagger
 
     tags = KeywordTagger().tags([{"messages": messages}])[0]
     hit = [t for t in spec.exclude_tags if t in tags]
@@ -278,16 +279,14 @@ def excluding_tag(messages: list[dict], spec: SourceSpec) -> str:
 
 # ---- the two Ray Data passes' functions (map_batches over parts, one part per batch) -----------
 
-def scan_part(batch, specs: dict, plans: dict, seed: int, max_chars: int | None):
+def scan_part(batch, specs: dict, layouts: dict, seed: int, max_chars: int | None):
     """Pass 1: every row of a part as small keys (KEY_COLUMNS), never its messages."""
-    import pyarrow as pa
-
     for item in _items(batch):
         part = Part(**{k: item[k] for k in Part.__dataclass_fields__})
-        spec, plan = specs[part.source], plans[part.source]
+        spec, layout = specs[part.source], layouts[part.source]
         cols = {name: [] for name in KEY_COLUMNS}
         for ordinal, line, row in part_rows(spec, part):
-            parsed = parse_row(row, ordinal, plan, spec, max_chars)
+            parsed = parse_row(row, ordinal, layout, spec, max_chars)
             rid = "" if parsed.reason else (parsed.own or content_id(parsed.messages))
             values = (part.source, ordinal, line, rid,
                       selection_key(seed, part.source, rid) if rid else b"",
@@ -301,12 +300,12 @@ def scan_part(batch, specs: dict, plans: dict, seed: int, max_chars: int | None)
                         "source": pa.array(cols["source"], type=pa.string())})
 
 
-def read_part(batch, specs: dict, plans: dict, max_chars: int | None):
+def read_part(batch, specs: dict, layouts: dict, max_chars: int | None):
     """Pass 2: a part's selected rows (ordinals and final ids sent along) as (source, id,
     messages), parsed exactly as in pass 1."""
     for item in _items(batch):
         part = Part(**{k: item[k] for k in Part.__dataclass_fields__})
-        spec, plan = specs[part.source], plans[part.source]
+        spec, layout = specs[part.source], layouts[part.source]
         wanted = dict(zip(np.frombuffer(item["ordinals"], dtype=np.int64).tolist(),
                           json.loads(item["ids"])))
         rows = {"source": [], "id": [], "messages": []}
@@ -314,7 +313,7 @@ def read_part(batch, specs: dict, plans: dict, max_chars: int | None):
             if ordinal in wanted:
                 rows["source"].append(part.source)
                 rows["id"].append(wanted[ordinal])
-                rows["messages"].append(parse_row(row, ordinal, plan, spec, max_chars).messages)
+                rows["messages"].append(parse_row(row, ordinal, layout, spec, max_chars).messages)
         if rows["id"]:
             yield rows
 

@@ -9,15 +9,12 @@ or a Hugging Face dataset id (`datasets.load_dataset`). See `read_records`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
 
 from trainers.data.decontamination import contamination_reason
 from trainers.data.records import RecordError, Rejects, check_messages, content_id, make_record
-from trainers.data.rows import _Bad, iter_rows
-from trainers.data.tagging import NOCM_TAGS
-
-FORMATS = ("gsm8k", "rft", "code_alpaca", "sharegpt", "messages")
-BUILTIN_SOURCES = ("math", "code", "general", "general_nocm", "math_test")
+from trainers.data.rows import BadRow, iter_rows
+from trainers.data.source_spec import SourceSpec
+from trainers.data.tagging import KeywordTagger, filter_general_nocm
 
 # ShareGPT speaker names seen in the wild (Vicuna, ShareGPT V3, Baize/Bard dumps) -> our roles.
 SHAREGPT_ROLES = {
@@ -28,67 +25,13 @@ SHAREGPT_ROLES = {
 }
 
 
-@dataclass(frozen=True)
-class SourceSpec:
-    """A named corpus: `location` is a local file, an s3:// / gs:// URI or a HF dataset id.
-    `exclude_tags` removes samples the keyword tagger tags so (general_nocm: code, math)."""
-
-    name: str
-    location: str
-    format: str = "auto"
-    hf_config: str | None = None
-    split: str = "train"
-    exclude_tags: tuple[str, ...] = ()
-    # What the location holds (trainers.content: "sha256:...", "hub:<revision>", "unresolved"),
-    # resolved once at sweep start; a hub dataset is then read at that revision.
-    content: str | None = None
-    # The test items whose overlapping samples are left out (trainers/data/decontamination.py):
-    # a content-named file in the run storage, written by the sweep's driver.
-    decontaminate: str | None = None
-
-    def __post_init__(self):
-        if self.format != "auto" and self.format not in FORMATS:
-            raise ValueError(f"source {self.name!r}: unknown format {self.format!r}; {FORMATS}")
-        object.__setattr__(self, "exclude_tags", tuple(self.exclude_tags))
-
-    def fingerprint_dict(self) -> dict:
-        """What identifies the source in stage ids (trainers.identity.fingerprint_sources): where
-        it is and how it is read; its content and test items once set (named by their hash, not
-        by the storage they are in). Unset ones are left out, so raw sources keep their ids."""
-        from trainers.data.decontamination import items_identity
-
-        fields = {"location": self.location, "format": self.format, "hf_config": self.hf_config,
-                  "split": self.split, "exclude_tags": self.exclude_tags}
-        if self.content is not None:
-            fields["content"] = self.content
-        if self.decontaminate is not None:
-            fields["decontaminate"] = items_identity(self.decontaminate)
-        return fields
-
-
-# The ablation's source (the paper's 4.2): the general corpus minus its code and math samples.
-NOCM, NOCM_BASE = "general_nocm", "general"
-
-
-def derive_nocm(general: SourceSpec) -> SourceSpec:
-    """`general_nocm` from `general`: the same corpus, less the samples the keyword tagger tags
-    code or math (ShareGPT 90K -> 63K in the paper). The one place this rule is written."""
-    return replace(general, name=NOCM, exclude_tags=NOCM_TAGS)
-
-
-def make_spec(name: str, location: str, fmt: str = "auto", **kw) -> SourceSpec:
-    """A SourceSpec; the name `general_nocm` always means that corpus minus code and math."""
-    spec = SourceSpec(name, location, fmt, **kw)
-    return derive_nocm(spec) if name == NOCM and "exclude_tags" not in kw else spec
-
-
 # ---- formats: raw row -> (messages, the source's own id or None) -------------------------------
 
 def _field(row: dict, key: str) -> str:
     if key not in row or row[key] is None:
-        raise _Bad(f"missing field: {key}")
+        raise BadRow(f"missing field: {key}")
     if not isinstance(row[key], str):
-        raise _Bad(f"non-string field: {key}")
+        raise BadRow(f"non-string field: {key}")
     return row[key]
 
 
@@ -109,7 +52,7 @@ def _from_code_alpaca(row: dict) -> list[dict]:
     instruction, output = _field(row, "instruction"), _field(row, "output")
     extra = row.get("input") or ""
     if not isinstance(extra, str):
-        raise _Bad("non-string field: input")
+        raise BadRow("non-string field: input")
     prompt = f"{instruction}\n{extra}" if extra.strip() else instruction
     return _pair(prompt, output)
 
@@ -117,16 +60,16 @@ def _from_code_alpaca(row: dict) -> list[dict]:
 def _from_sharegpt(row: dict) -> list[dict]:
     turns = row.get("conversations")
     if turns is None:
-        raise _Bad("missing field: conversations")
+        raise BadRow("missing field: conversations")
     if not isinstance(turns, list):
-        raise _Bad("non-list field: conversations")
+        raise BadRow("non-list field: conversations")
     messages = []
     for turn in turns:
         if not isinstance(turn, dict):
-            raise _Bad("turn is not an object")
+            raise BadRow("turn is not an object")
         speaker, value = _field(turn, "from"), _field(turn, "value")
         if speaker.lower() not in SHAREGPT_ROLES:
-            raise _Bad(f"unknown role: {speaker}")
+            raise BadRow(f"unknown role: {speaker}")
         messages.append({"role": SHAREGPT_ROLES[speaker.lower()], "content": value})
     return messages
 
@@ -134,9 +77,9 @@ def _from_sharegpt(row: dict) -> list[dict]:
 def _from_messages(row: dict) -> list[dict]:
     messages = row.get("messages")
     if messages is None:
-        raise _Bad("missing field: messages")
+        raise BadRow("missing field: messages")
     if not isinstance(messages, list):
-        raise _Bad("non-list field: messages")
+        raise BadRow("non-list field: messages")
     return [dict(m) if isinstance(m, dict) else m for m in messages]
 
 
@@ -170,18 +113,18 @@ def _drop_leading_assistant(messages: list[dict], rejects: Rejects, where: str) 
 
 # ---- records --------------------------------------------------------------------------------
 
-def _convert(row: object, fmt: str, spec: SourceSpec, rejects: Rejects, where: str, max_chars):
-    """(own id or None, messages) or raise _Bad."""
-    if isinstance(row, _Bad):
+def convert(row: object, fmt: str, spec: SourceSpec, rejects: Rejects, where: str, max_chars):
+    """(own id or None, messages) or raise BadRow."""
+    if isinstance(row, BadRow):
         raise row
     if not isinstance(row, dict):
-        raise _Bad("row is not a JSON object")
+        raise BadRow("row is not a JSON object")
     messages = CONVERTERS[fmt](row)
     if fmt == "sharegpt":
         messages = _drop_leading_assistant(messages, rejects, where)
     reason = check_messages(messages, max_chars)
     if reason:
-        raise _Bad(reason)
+        raise BadRow(reason)
     own = row.get("id")
     messages = [{"role": m["role"], "content": m["content"]} for m in messages]  # drop extras
     return (str(own) if own is not None and str(own).strip() else None), messages
@@ -220,11 +163,11 @@ def iter_records(
             if fmt == "auto" and isinstance(row, dict):
                 fmt = detect_format(row) or "auto"
                 if fmt == "auto":
-                    raise _Bad(f"unknown format (keys {sorted(row)})")
-            elif fmt == "auto" and not isinstance(row, _Bad):
-                raise _Bad("row is not a JSON object")
-            own, messages = _convert(row, fmt, spec, rejects, where, max_chars)
-        except _Bad as bad:
+                    raise BadRow(f"unknown format (keys {sorted(row)})")
+            elif fmt == "auto" and not isinstance(row, BadRow):
+                raise BadRow("row is not a JSON object")
+            own, messages = convert(row, fmt, spec, rejects, where, max_chars)
+        except BadRow as bad:
             if strict:
                 raise RecordError(spec.location, line, str(bad)) from None
             rejects.add(str(bad), where)
@@ -249,8 +192,6 @@ def iter_records(
 def _exclude_tagged(records: list[dict], spec: SourceSpec, rejects: Rejects) -> list[dict]:
     """Remove samples the keyword tagger tags with any of `spec.exclude_tags`. Each removed
     sample is counted once, as `tag:code`, `tag:math` or `tag:code+math`."""
-    from trainers.data.tagging import KeywordTagger, filter_general_nocm
-
     tagger = _RememberingTagger(KeywordTagger())
     kept, _ = filter_general_nocm(records, tagger, exclude=spec.exclude_tags)
     for record, tags in zip(records, tagger.tag_sets):

@@ -3,18 +3,21 @@
 The paper tags ShareGPT with InsTag and removes code and math samples (90K -> 63K). Here a
 `Tagger` maps records to tag sets: `KeywordTagger` (documented regexes, the default) or
 `ModelTagger` (a causal LM prompted InsTag-style, run as Ray Data `map_batches`).
-    python -m trainers.data.tagging PATH.json   # what the keyword tagger removes from a ShareGPT file
+    python -m trainers.data.tag_report PATH.json   # what the keyword tagger removes from a ShareGPT file
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
+
+from core.model import build_model, load_tokenizer
+from trainers.data.formatting import as_messages
+from trainers.data.vicuna import eos_text_for, generation_prompt
 
 CODE, MATH = "code", "math"
 NOCM_TAGS = (CODE, MATH)  # what general_nocm leaves out (trainers.data.sources.derive_nocm)
@@ -176,7 +179,7 @@ def filter_general_nocm(
 
 
 # InsTagger's query prompt (OFA-Sys/InsTag; the paper used it with ChatGPT), put in the Vicuna
-# template by trainers/data/template.py as InsTagger itself was trained.
+# template by trainers/data/vicuna.py as InsTagger itself was trained.
 INSTAG_PROMPT = (
     "Please identify tags of user intentions in the following user query and provide an "
     'explanation for each tag. Please respond in the JSON format {{"tag": str, "explanation": '
@@ -237,8 +240,6 @@ class ModelTagger:
         return {**self.__dict__, "_loaded": None}
 
     def prompts(self, records: list[dict], eos_text: str = "</s>") -> list[str]:
-        from trainers.data.template import generation_prompt
-
         out = []
         for record in records:
             query = "\n\n".join(_turns(record, ("user",)))[: self.max_query_chars]
@@ -258,17 +259,14 @@ class ModelTagger:
 
     def _load(self):
         if self._loaded is None:
-            from trainers.model import build_model, load_tokenizer
-
             tokenizer = load_tokenizer(self.model_name)
             tokenizer.padding_side = "left"  # batched generation continues from the right edge
             self._loaded = (tokenizer, build_model(self.model_name).eval())
         return self._loaded
 
     def _hf_generate(self, records: list[dict]) -> list[str]:
-        import torch
+        import torch  # lazy: light command (no torch)
 
-        from trainers.data.template import eos_text_for
 
         tokenizer, model = self._load()
         prompts = self.prompts(records, eos_text_for(tokenizer))
@@ -291,8 +289,6 @@ class TagBatch:
         self.tagger = tagger
 
     def __call__(self, batch):
-        from trainers.data.formatting import as_messages
-
         records = [{"messages": as_messages(value)} for value in batch["messages"]]
         tag_sets = self.tagger.tags(records)
         batch = batch.copy()
@@ -314,18 +310,3 @@ def filter_tagged_dataset(ds, exclude: Iterable[str] = NOCM_TAGS):
     tag_sets = [set(row["tags"]) for row in ds.select_columns(["tags"]).iter_rows()]
     kept = ds.filter(lambda row: not any(tag in row["tags"] for tag in exclude))
     return kept, removal_report(tag_sets, exclude)
-
-
-def main(argv: list[str]) -> None:
-    from trainers.data.records import Rejects
-    from trainers.data.sources import SourceSpec, read_records
-
-    rejects = Rejects()
-    records = read_records(SourceSpec("general", argv[0]), rejects=rejects)
-    print(f"{argv[0]}: {len(records)} records read, {rejects.total} rejected by the reader")
-    for scope in SCOPES:
-        print(f"scope={scope}:", filter_general_nocm(records, KeywordTagger(scope))[1].text())
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

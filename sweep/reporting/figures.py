@@ -1,0 +1,129 @@
+"""The report's figures: one PNG per question, a panel per ability, error bars on every point.
+
+Points are the question's rows (fractions or strategies) with their 95% intervals, one series
+per column group (single / mixed, ...); the base model is a dashed line with its interval
+shaded. Figure 5 (t-SNE) draws the coordinates evals.representations wrote.
+    python -m sweep.report --storage ./runs/local     # writes them beside report.md
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import pyarrow.parquet as pq
+
+from core.storage import Storage
+from sweep.reporting.tables import (
+    ABILITIES,
+    BASE,
+    Cells,
+    grid_points,
+    question_rows,
+    questions_present,
+)
+
+FILES = {"rq1": "fig2_rq1_single_source.png", "rq2": "fig3_rq2_mixed_vs_single.png",
+         "rq3": "fig4_rq3_ratio_setups.png", "rq4": "table1_rq4_strategies.png",
+         "ablation": "fig6_ablation.png"}
+
+
+def _plt():
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # lazy: light command (pyplot only when drawing)
+
+    return plt
+
+
+def _panel(ax, model, ability, rows, cells: Cells) -> bool:
+    """One ability: each variant's points with error bars, base as a band. False if empty."""
+    drawn = False
+    variants = list(rows[0][1]) if rows else []
+    width = 0.8 / max(1, len(variants))
+    for vi, variant in enumerate(variants):
+        xs, ys, lo, hi = [], [], [], []
+        for x, (_, spots) in enumerate(rows):
+            cell = cells.get(model, spots[variant](ability), ability.metric)
+            if cell and cell.value is not None:
+                xs.append(x + (vi - (len(variants) - 1) / 2) * width)
+                ys.append(cell.value)
+                lo.append(cell.value - cell.ci_low)
+                hi.append(cell.ci_high - cell.value)
+        if xs:
+            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=4, label=variant or model)
+            drawn = True
+    base = cells.get(model, BASE, ability.metric)
+    if base and base.value is not None:
+        ax.axhline(base.value, color="grey", linestyle="--", label="base model")
+        ax.axhspan(base.ci_low, base.ci_high, color="grey", alpha=0.15)
+        drawn = True
+    ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=30, fontsize=7,
+                  ha="right")
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_title(ability.title, fontsize=8)
+    if drawn:
+        ax.legend(fontsize=7)
+    return drawn
+
+
+def question_figure(path: Path, question: str, model: str, cells: Cells, fs, ks) -> bool:
+    rows = question_rows(question, fs, ks)
+    plt = _plt()
+    abilities = [a for a in ABILITIES
+                 if any((c := cells.get(model, fn(a), a.metric)) and c.value is not None
+                        for _, spots in rows for fn in spots.values())]
+    if not abilities:
+        return False
+    fig, axes = plt.subplots(1, len(abilities), figsize=(4.5 * len(abilities), 3.8),
+                             squeeze=False)
+    for ax, ability in zip(axes[0], abilities, strict=True):
+        _panel(ax, model, ability, rows, cells)
+    fig.suptitle(f"{question}: {model} (95% intervals)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_figures(cells: Cells, out: Path, storage: Storage | None = None) -> list[Path]:
+    fs, ks = grid_points(cells)
+    written = []
+    for question in questions_present(cells):
+        for model in cells.models:
+            suffix = "" if len(cells.models) == 1 else f"_{model}"
+            path = out / FILES[question].replace(".png", f"{suffix}.png")
+            if question_figure(path, question, model, cells, fs, ks):
+                written.append(path)
+    if storage is not None:
+        titles = {r["run_id"]: f"{r['model']}: {r['strategy']}" + (f" (k={r['k']})" if r["k"]
+                                                                   else "")
+                  for r in cells.rows if r["question"] == "tsne"}
+        written += write_tsne(storage, out, titles)
+    return written
+
+
+def write_tsne(storage: Storage, out: Path, titles: dict[str, str] | None = None) -> list[Path]:
+    """Figure 5: the coordinates evals.representations wrote for each t-SNE run, one panel
+    per run (base model, DMT(1/256)), coloured by source."""
+    names = [n for n in storage.list("representations") if n.endswith(".parquet")]
+    if not names:
+        return []
+    panels = []
+    for name in sorted(names):
+        t = pq.read_table(storage.path(f"representations/{name}"), filesystem=storage.fs)
+        run_id = name.removesuffix(".parquet")
+        panels.append(((titles or {}).get(run_id, run_id), t.to_pydict()))
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
+    for ax, (title, data) in zip(axes[0], panels, strict=True):
+        for source in sorted(set(data["source"])):
+            idx = [i for i, s in enumerate(data["source"]) if s == source]
+            ax.scatter([data["x"][i] for i in idx], [data["y"][i] for i in idx], s=8,
+                       label=source)
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "fig5_tsne.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]

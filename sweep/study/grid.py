@@ -1,0 +1,201 @@
+"""The study as runs: one function per research question, following ../shared/paper/GRID.md.
+
+A `Run` is a list of stages from a base model plus where it sits in the paper's tables
+(question, strategy, the fraction f on the x-axis, DMT's k, the replicate seed). Stages carry no
+settings here; the preset attaches them. Per model size: rq1 15 runs, rq2 5 mixes plus the 15
+single-source runs they are compared with (rq1's own runs, shared by id), rq3 15, rq4 6 + one
+DMT per k, ablation 5, tsne 2; every question but tsne also evaluates the untrained base model
+(one `base` run per model, shared by all questions). `--seeds N` repeats every trained run.
+`python -m sweep.rq1 --dry-run` prints a grid with its stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+from sweep.study import strategies as st
+from sweep.study.strategies import Stage
+from trainers.data.recipe import Recipe, format_amount, format_recipe, make_recipe, parse_recipe
+
+ONE = Fraction(1)
+FRACTIONS = (ONE, Fraction(1, 4), Fraction(1, 16), Fraction(1, 64), Fraction(1, 256))
+KS = (ONE, Fraction(1, 4), Fraction(1, 16), Fraction(1, 64), Fraction(1, 256))
+EXTRA_KS = (Fraction(1, 2), Fraction(1, 8), Fraction(1, 32))  # named in the paper's 4.3
+SOURCES = ("math", "code", "general")
+TSNE_K = Fraction(1, 256)
+QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation", "tsne")
+# Which questions' runs a question's report reads: rq2 compares its mixes with rq1's singles.
+REPORT_READS = {"rq2": ("rq1", "rq2"), "ablation": ("rq2", "ablation")}
+
+
+@dataclass(frozen=True)
+class Run:
+    question: str
+    model: str
+    strategy: str  # the paper's name: "math only", "mix", "fixed general", "DMT", "base", ...
+    stages: tuple[Stage, ...]  # empty for the base model (t-SNE)
+    amounts: Recipe  # the last stage's recipe (empty for the base model)
+    k: Fraction | None = None  # DMT's k
+    fraction: Fraction | None = None  # the x-axis of the question's figure (rq1-rq3, ablation)
+    seed: int = 0  # replicate: offsets the data seed and/or training seed (sweep.planning.plan.seeded)
+
+    @property
+    def label(self) -> str:
+        """Readable, unique within a question: 'rq3/fixed general/f=1/4/llama_7b'."""
+        point = (f"/f={format_amount(self.fraction)}" if self.fraction is not None else "") + (
+            f"/k={format_amount(self.k)}" if self.k is not None else "") + (
+            f"/seed={self.seed}" if self.seed else "")
+        return f"{self.question}/{self.strategy}{point}/{self.model}"
+
+    @property
+    def amounts_text(self) -> str:
+        return format_recipe(self.amounts) if self.amounts else ""
+
+
+def _run(question, model, strategy, stages, k=None, fraction=None) -> Run:
+    amounts = stages[-1].recipe if stages else ()
+    return Run(question, model, strategy, tuple(stages), amounts, k, fraction)
+
+
+def check_fractions(fractions: Sequence[Fraction], what: str = "fraction") -> tuple[Fraction, ...]:
+    out = []
+    for f in fractions:
+        if not isinstance(f, Fraction) or not 0 < f <= 1:
+            raise ValueError(f"a {what} must be a Fraction in (0, 1], got {f!r}")
+        if f in out:
+            raise ValueError(f"{what} {f} given twice")
+        out.append(f)
+    return tuple(out)
+
+
+def rq1(model: str, fractions=FRACTIONS) -> list[Run]:
+    """Single source: [s@f] for s in math, code, general (15 runs)."""
+    return [_run("rq1", model, f"{s} only", st.single(s, f), fraction=f)
+            for s in SOURCES for f in fractions]
+
+
+def mixes(model: str, fractions=FRACTIONS, general: str = "general",
+          question="rq2") -> list[Run]:
+    """Mixed source: [math@f + code@f + general@f] (5 runs)."""
+    return [_run(question, model, "mix", st.mix({"math": f, "code": f, general: f}), fraction=f)
+            for f in fractions]
+
+
+def rq2(model: str, fractions=FRACTIONS) -> list[Run]:
+    """RQ2 compares each mix with its sources alone at the same amount (Fig. 3): the mixes plus
+    rq1's single-source runs at the same fractions. The singles stay rq1 runs (same run and stage
+    ids), so a sweep that ran rq1 before neither retrains nor re-scores them."""
+    return rq1(model, fractions) + mixes(model, fractions)
+
+
+def rq3(model: str, fractions=FRACTIONS) -> list[Run]:
+    """Ratio setups (15 runs): (a) fixed general [math@f + code@f + general@1], (b) fixed
+    specialized [math@1 + code@1 + general@f], (c) fixed 1/64 general [math@f + code@f +
+    general@1/64]. f is the varied amount, the x-axis of Figure 4."""
+    setups = {
+        "fixed general": lambda f: {"math": f, "code": f, "general": ONE},
+        "fixed specialized": lambda f: {"math": ONE, "code": ONE, "general": f},
+        "fixed 1/64 general": lambda f: {"math": f, "code": f, "general": Fraction(1, 64)},
+    }
+    return [_run("rq3", model, name, st.mix(amounts(f)), fraction=f)
+            for name, amounts in setups.items() for f in fractions]
+
+
+def rq4(model: str, ks=KS) -> list[Run]:
+    """Strategies (Table 1, Table 5): 6 fixed strategies plus DMT(k) for each k."""
+    runs = [
+        _run("rq4", model, "general only", st.single("general")),
+        _run("rq4", model, "math only", st.single("math")),
+        _run("rq4", model, "code only", st.single("code")),
+        _run("rq4", model, "multi-task", st.multi_task()),
+        _run("rq4", model, "sequential", st.sequential()),
+        _run("rq4", model, "mixed sequential", st.mixed_sequential()),
+    ]
+    return runs + [_run("rq4", model, "DMT", st.dmt(k), k=k) for k in ks]
+
+
+def ablation(model: str, fractions=FRACTIONS) -> list[Run]:
+    """RQ2's mixes with ShareGPT minus its code and math samples (5 runs)."""
+    return mixes(model, fractions, general="general_nocm", question="ablation")
+
+
+def tsne(model: str, k: Fraction = TSNE_K) -> list[Run]:
+    """Representations of the base model and of DMT(k=1/256) (Figure 5)."""
+    return [_run("tsne", model, "base", ()), _run("tsne", model, "DMT", st.dmt(k), k=k)]
+
+
+def base(model: str) -> Run:
+    """The untrained model, scored with the same template, decoding and items as every run: the
+    reference each question's report compares its runs with. One per model, shared by all."""
+    return _run("base", model, "base", ())
+
+
+def build_grid(question: str, models: Sequence[str], fractions=FRACTIONS, ks=KS,
+               seeds: int = 1) -> list[Run]:
+    """Every run of one question for every model size, in the paper's order, each trained run
+    repeated for seeds 0..seeds-1, and the base model first (not for tsne, whose base run is a
+    representation map)."""
+    makers: dict[str, Callable[[str], list[Run]]] = {
+        "rq1": lambda m: rq1(m, fractions),
+        "rq2": lambda m: rq2(m, fractions),
+        "rq3": lambda m: rq3(m, fractions),
+        "rq4": lambda m: rq4(m, ks),
+        "ablation": lambda m: ablation(m, fractions),
+        "tsne": lambda m: tsne(m),
+    }
+    if question not in makers:
+        raise ValueError(f"unknown question {question!r}; one of {', '.join(QUESTIONS)}")
+    fractions, ks = check_fractions(fractions), check_fractions(ks, "k")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    runs = []
+    for model in models:
+        if question != "tsne":
+            runs.append(base(model))
+        for run in makers[question](model):
+            runs += [replace(run, seed=s) for s in range(seeds if run.stages else 1)]
+    labels = [r.label for r in runs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{question}: two runs share a label; models given twice?")
+    return runs
+
+
+# `python -m sweep.all`: every question in one sweep (t-SNE only when asked for).
+ALL_QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation")
+
+
+def build_all(models: Sequence[str], fractions=FRACTIONS, ks=KS, seeds: int = 1,
+              tsne: bool = False) -> list[Run]:
+    """Every question's runs in one list, each run once (rq2's singles are rq1's, one base run
+    per model). Stages repeat across questions (rq1's singles at f=1 are rq4's, rq2's mix at
+    f=1 is rq4's multi-task...); the plan trains each distinct stage id once."""
+    runs, labels = [], set()
+    for question in ALL_QUESTIONS + (("tsne",) if tsne else ()):
+        for run in build_grid(question, models, fractions, ks, seeds):
+            if run.label not in labels:
+                labels.add(run.label)
+                runs.append(run)
+    return runs
+
+
+def recipe_of(**amounts: Fraction) -> Recipe:
+    """Test and report helper: recipe_of(math=1/4, code=1/4) in canonical order."""
+    return make_recipe(amounts.items())
+
+
+def run_to_dict(run: Run) -> dict:
+    """Plain data for a Tune config (recipes as canonical text, fractions as "p/q")."""
+    return {"question": run.question, "model": run.model, "strategy": run.strategy,
+            "stages": [format_recipe(s.recipe) for s in run.stages],
+            "k": None if run.k is None else str(run.k),
+            "fraction": None if run.fraction is None else str(run.fraction), "seed": run.seed}
+
+
+def run_from_dict(data: dict) -> Run:
+    stages = tuple(Stage(parse_recipe(text)) for text in data["stages"])
+    k, f = data.get("k"), data.get("fraction")
+    run = _run(data["question"], data["model"], data["strategy"], stages,
+               k=None if k is None else Fraction(k), fraction=None if f is None else Fraction(f))
+    return replace(run, seed=int(data.get("seed", 0)))

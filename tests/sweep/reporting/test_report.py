@@ -1,0 +1,164 @@
+"""The report from per-item outcomes: intervals on every number, base rows, paired tests with
+Holm correction, seeds pooled, the JSON schema and `--compare`, on a storage written the way a
+sweep writes it (results + items), with outcomes drawn so that the expected verdicts are known."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from fractions import Fraction as F
+
+import pytest
+
+from core.storage import Storage
+from sweep.report import main
+from sweep.reporting.document import build_report, write_report
+from sweep.reporting.results import (
+    RunCost,
+    item_rows,
+    measurements_of,
+    read_items,
+    rows_for,
+    write_items,
+    write_result,
+)
+from sweep.study import grid
+
+COST = RunCost(tokens_trained=1, tokens_in_stages=1, wall_hours=0.1, gpu_hours=0.0)
+# GSM8K accuracy by strategy: math training helps a lot, code and general do not.
+P_MATH = {"base": 0.02, "math only": 0.45, "code only": 0.02, "general only": 0.02, "mix": 0.45}
+
+
+def _eval_out(strategy: str, seed: int) -> dict:
+    r = random.Random(f"{strategy}-{seed}")
+    gsm = [{"item": f"gsm8k/{i}", "metric": "accuracy_flexible",
+            "value": float(r.random() < P_MATH[strategy])} for i in range(120)]
+    lp = [{"item": f"gsm8k/{i}", "metric": "ref_logprob", "value": -1.5 + r.gauss(0, 0.1)}
+          for i in range(120)]
+    he = [{"item": f"HumanEval/{i}", "metric": "pass@1", "value": 0.0} for i in range(20)]
+    loss = [{"item": f"chat{i}", "metric": "general_loss",
+             "value": 2.0 - 0.3 * (strategy != "base") + r.gauss(0, 0.05)} for i in range(40)]
+
+    def mean(rows):
+        return sum(x["value"] for x in rows) / len(rows)
+
+    return {"gsm8k": {"metrics": {"accuracy_flexible": mean(gsm), "ref_logprob": mean(lp)},
+                      "items": gsm + lp},
+            "humaneval": {"metrics": {"pass@1": 0.0}, "items": he},
+            "general_loss": {"metrics": {"general_loss": mean(loss)}, "items": loss},
+            "mtbench": {"metrics": {"score": None}, "judged": False}}
+
+
+def _write_sweep(store, seeds: int = 1) -> dict:
+    ids = {}
+    for i, run in enumerate(grid.build_grid("rq2", ["smollm2_135m"], (F(1, 4),), seeds=seeds)):
+        rid = f"{run.question}-{run.strategy.replace(' ', '_')}-s{run.seed}-{i}"
+        out = _eval_out(run.strategy, run.seed)
+        write_items(store, rid, item_rows(rid, out))
+        write_result(store, rid, rows_for(run, rid, "local", [], measurements_of(out), COST))
+        ids[(run.strategy, run.seed)] = rid
+    return ids
+
+
+def test_measurements_have_n_and_intervals_from_items():
+    got = {m.metric: m for m in measurements_of(_eval_out("math only", 0))}
+    flex = got["gsm8k/flexible"]
+    assert flex.n == 120 and flex.ci_low <= flex.value <= flex.ci_high
+    assert flex.ci_high - flex.ci_low < 20  # Wilson at n=120: about +-9 points
+    assert got["humaneval/pass@1"].value == 0 and got["humaneval/pass@1"].ci_high > 0
+    assert got["mtbench/mean"].value is None and not got["mtbench/mean"].judged
+    assert got["general/loss"].n == 40
+    with pytest.raises(ValueError, match="no per-item outcomes"):
+        measurements_of({"gsm8k": {"metrics": {"accuracy_flexible": 0.5}}})
+
+
+def test_items_round_trip_through_storage(tmp_path):
+    ids = _write_sweep(tmp_path)
+    items = read_items(tmp_path, ids[("base", 0)])
+    assert len(items["gsm8k/flexible"]) == 120 and set(items) == {
+        "gsm8k/flexible", "gsm8k/ref_logprob", "humaneval/pass@1", "general/loss"}
+    with pytest.raises(FileNotFoundError, match="no per-item results"):
+        read_items(tmp_path, "nope")
+
+
+def test_rq2_report_has_base_single_mixed_and_holm_verdicts(tmp_path):
+    _write_sweep(tmp_path)
+    text, tested, _ = build_report(Storage(str(tmp_path)))
+    rq2 = text.split("### RQ2")[1].split("### ")[0]
+    lines = [ln for ln in rq2.splitlines() if ln.startswith("|")]
+    header = lines[0]
+    assert "GSM8K flexible %" in header and "General PROXY" in header
+    assert "MT-Bench" not in header  # never judged: no all-empty column
+    base = next(ln for ln in lines if ln.startswith("| base model"))
+    assert "n=120" in base and "n=20 (floor)" in base
+    single = next(ln for ln in lines if ln.startswith("| f=1/4 single"))
+    mixed = next(ln for ln in lines if ln.startswith("| f=1/4 mixed"))
+    # math training lifts GSM8K from ~2% to ~45%: significant against the base after Holm
+    assert single.split("|")[2].strip().endswith("*") and mixed.split("|")[2].strip().endswith("*")
+    assert "n=20 (floor)" in single and " *" not in single.split("|")[3]  # HumanEval: no effect
+    delta = next(ln for ln in lines if ln.startswith("| Δ mixed − single"))
+    assert "p_holm=" in delta
+    by = {(t.family.split(": ")[1], t.label_b, t.result.metric): t for t in tested
+          if t.family.startswith("rq2")}
+    math_single = by[("vs base (headline)", "f=1/4 single", "gsm8k/flexible")]
+    assert math_single.significant and math_single.result.test == "exact McNemar"
+    assert math_single.p_holm >= math_single.result.p
+    same = by[("single vs mixed (headline)", "f=1/4 mixed", "gsm8k/flexible")]
+    assert same.result.n == 120 and not same.significant  # both trained on the same math
+    assert "paper" in text and "41.98" in text  # the paper's Table 2 mix@1/4 for LLaMA-7B
+
+
+def test_seeds_are_pooled_with_their_spread(tmp_path):
+    _write_sweep(tmp_path, seeds=2)
+    out = write_report(str(tmp_path), tmp_path / "report")
+    text = (out / "report.md").read_text()
+    single = next(ln for ln in text.split("### RQ2")[1].splitlines()
+                  if ln.startswith("| f=1/4 single"))
+    assert "sd (2 seeds, n=120 each)" in single
+    assert (out / "fig3_rq2_mixed_vs_single.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_json_rows_and_compare_cli(tmp_path, capsys):
+    ids = _write_sweep(tmp_path)
+    main(["--storage", str(tmp_path), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert {"rows", "base", "comparisons"} <= set(data)
+    assert data["base"] and all(r["question"] == "base" for r in data["base"])
+    for row in data["rows"] + data["base"]:
+        for key in ("run_id", "question", "model", "strategy", "amounts", "k", "seed", "metric",
+                    "value", "n", "ci_low", "ci_high"):
+            assert key in row
+        if row["value"] is not None:
+            assert row["ci_low"] <= row["value"] <= row["ci_high"] and row["n"] > 0
+    mix = next(r for r in data["rows"] if r["strategy"] == "mix")
+    assert mix["amounts"] == {"code": "1/4", "general": "1/4", "math": "1/4"}
+    main(["--storage", str(tmp_path), "--compare", ids[("base", 0)], ids[("math only", 0)]])
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("gsm8k/flexible"))
+    assert "exact McNemar, n = 120 paired items" in line and "pp [95% CI" in line
+
+
+def test_report_command_runs_as_a_user_would(tmp_path):
+    ids = _write_sweep(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "sweep.report", "--storage", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip().splitlines()[-1] == f"report: {tmp_path / 'report'}"
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    # GSM8K in percent, counted here from the outcomes the sweep wrote, not by the report
+    outcome = {s: [i["value"] for i in _eval_out(s, 0)["gsm8k"]["items"]
+                   if i["metric"] == "accuracy_flexible"] for s in ("base", "math only")}
+    rows = {(r["run_id"], r["metric"]): r for r in saved["rows"] + saved["base"]}
+    for strategy, values in outcome.items():
+        row = rows[(ids[(strategy, 0)], "gsm8k/flexible")]
+        assert row["value"] == pytest.approx(100 * sum(values) / 120) and row["n"] == 120
+    vs_base = [c for c in saved["comparisons"] if c["metric"] == "gsm8k/flexible"
+               and c["runs_a"] == [ids[("base", 0)]] and c["runs_b"] == [ids[("math only", 0)]]]
+    pairs = list(zip(outcome["base"], outcome["math only"], strict=True))
+    assert vs_base and all((c["a_only"], c["b_only"]) == (sum(a > b for a, b in pairs),
+                                                          sum(b > a for a, b in pairs))
+                           and c["test"] == "exact McNemar" and c["significant"]
+                           for c in vs_base)
+    assert {p.name for p in (tmp_path / "report").iterdir()} >= {
+        "report.md", "report.json", "fig3_rq2_mixed_vs_single.png"}
