@@ -1,7 +1,8 @@
-"""What crosses package and process boundaries during training, as types: a stage's manifest
+"""What crosses package and process boundaries during a run, as types: a stage's manifest
 (written to storage as `stages/<id>/manifest.json`), its progress events (sent from the task that
-trains to the trial that reports to Tune, or printed by the finetune command) and per-step loss
-events. Each is serialised here and nowhere else: `to_dict()` / `from_dict()`.
+trains to the trial that reports to Tune, or printed by the finetune command), per-step loss
+events, and an evaluation's progress (which eval, what it is doing, items done of total). Each is
+serialised here and nowhere else: `to_dict()` / `from_dict()`.
     python -c "from core.contracts import StageEvent; print(StageEvent('trained', 0, 2, 'ab', 'math=1', '/x', wall_s=3.0).to_dict())"
 """
 
@@ -61,8 +62,36 @@ class StepEvent:
         return cls(**{k: v for k, v in data.items() if k != "event"})
 
 
-def event_from_dict(data: Mapping[str, Any]) -> StageEvent | StepEvent:
-    kinds = {"stage": StageEvent, "step": StepEvent}
+EVAL_PHASES = ("start", "loading", "generate", "score", "sandbox", "done", "cached")
+
+
+@dataclass(frozen=True)
+class EvalEvent:
+    """A run's evaluation moved on: eval `index` of `of` (`name`) is in `phase` with `done` of
+    `total` items (None: not known yet). `generate`, `score` (reference likelihoods, held-out
+    loss) and `sandbox` (HumanEval's tests) count items; `done` and `cached` close the eval."""
+
+    name: str
+    index: int  # 0-based among the run's evals
+    of: int
+    phase: str
+    done: int = 0
+    total: int | None = None
+
+    def __post_init__(self):
+        if self.phase not in EVAL_PHASES:
+            raise ValueError(f"eval phase {self.phase!r} is not one of {EVAL_PHASES}")
+
+    def to_dict(self) -> dict:
+        return {"event": "eval", **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvalEvent:
+        return cls(**{k: v for k, v in data.items() if k != "event"})
+
+
+def event_from_dict(data: Mapping[str, Any]) -> StageEvent | StepEvent | EvalEvent:
+    kinds = {"stage": StageEvent, "step": StepEvent, "eval": EvalEvent}
     kind = data.get("event")
     if kind not in kinds:
         raise ValueError(f"unknown event kind {kind!r} in {dict(data)}")

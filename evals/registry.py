@@ -52,11 +52,16 @@ class LoadedModel:
     ~13.5 GB for 7B) next to the engine, which reserves most of the GPU's memory itself; the
     copy goes to the GPU only where it fits in what is free, else it runs on the CPU (slow
     for a 7B model; not measured here). No vLLM: no extra load, no extra memory.
+
+    `report(phase, done, total)` hears how far the eval at hand is: the load, each generated
+    and each scored batch (evaluate() turns it into EvalEvents for the console).
     """
 
     def __init__(self, model: Any, generate_fn: Callable | None = None,
-                 max_new_tokens: int | None = None, template: str = DEFAULT_TEMPLATE):
+                 max_new_tokens: int | None = None, template: str = DEFAULT_TEMPLATE,
+                 report: Callable[[str, int, int | None], None] | None = None):
         self.source = model
+        self.report = report or (lambda phase, done, total: None)
         self.max_new_tokens = max_new_tokens
         self.template = template  # the chat template the model was trained with
         self._generate_fn = generate_fn
@@ -66,18 +71,27 @@ class LoadedModel:
 
     def _loaded(self):
         if self._handle is None:
+            self.report("loading", 0, None)
             self._handle = _load(self.source)
             self.loads += 1
         return self._handle
 
     def generate(self, conversations, *, max_new_tokens, stop, temperature=0.0) -> list[str]:
-        if self._generate_fn is None:
-            self._generate_fn = generate
         handle = self._loaded()
         if self.max_new_tokens is not None:
             max_new_tokens = min(max_new_tokens, self.max_new_tokens)
-        return self._generate_fn(handle, conversations, max_new_tokens=max_new_tokens,
-                                 stop=stop, temperature=temperature, template=self.template)
+        options = {"max_new_tokens": max_new_tokens, "stop": stop, "temperature": temperature,
+                   "template": self.template}
+        if self._generate_fn is None:  # ours reports each batch; a replacement, once done
+            return generate(handle, conversations, progress=self.progress_of("generate"),
+                            **options)
+        replies = self._generate_fn(handle, conversations, **options)
+        self.report("generate", len(replies), len(replies))
+        return replies
+
+    def progress_of(self, phase: str):
+        """A `Progress` for one phase of the eval at hand."""
+        return lambda done, total: self.report(phase, done, total)
 
     def scorer(self):
         """The transformers (model, tokenizer) pair that scores likelihoods."""
@@ -94,13 +108,14 @@ class LoadedModel:
         cannot be tokenized exactly) per (conversation, reply)."""
         model, tokenizer = self.scorer()
         return likelihood.score_replies(model, tokenizer, conversations, replies,
-                                        template=self.template, **kwargs)
+                                        template=self.template, progress=self.progress_of("score"),
+                                        **kwargs)
 
     def general_loss(self, chats, **kwargs) -> tuple[dict, list[dict], list[dict]]:
         """evals.likelihood.general_loss with the loaded pair: (metrics, items, records)."""
         model, tokenizer = self.scorer()
         return likelihood.general_loss(model, tokenizer, chats, template=self.template,
-                                       **kwargs)
+                                       progress=self.progress_of("score"), **kwargs)
 
 
 def _load(model: Any):
@@ -108,7 +123,7 @@ def _load(model: Any):
     engine is built once and kept by evals.generation), else the (model, tokenizer) pair."""
     if not isinstance(model, str):
         return model  # already loaded
-    if generation._vllm_usable(model):  # the same test generate() applies
+    if generation.vllm_usable(model):  # the same test generate() applies
         return model
     started = time.time()
     pair = generation.load(model)
@@ -194,7 +209,8 @@ def _humaneval_runner(plus: bool, unsafe_sandbox: bool = False) -> Evaluator:
                                  stop=spec.stop)
         completions = {p.task_id: [r] for p, r in zip(problems, replies, strict=True)}
         metrics, records = humaneval.score(problems, completions, plus=plus,
-                                           allow_unsafe=unsafe_sandbox)
+                                           allow_unsafe=unsafe_sandbox,
+                                           progress=model.progress_of("sandbox"))
         ref, ref_items, ref_counts = _ref_logprob(
             model, [p.task_id for p in problems], conversations,
             [humaneval.reference_reply(p) for p in problems], records)

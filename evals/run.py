@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from core.contracts import EvalEvent
 from core.settings import DEFAULT_TEMPLATE, TEMPLATES
 from evals.cache import EvalCache, data_identity, make_key, model_identity
 from evals.judge import JudgeConfig
@@ -47,7 +48,8 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
              model_id: str | None = None, max_new_tokens: int | None = None,
              generate_fn: Callable | None = None,
              unsafe_sandbox: bool = False,
-             template: str = DEFAULT_TEMPLATE) -> dict[str, dict]:
+             template: str = DEFAULT_TEMPLATE,
+             on_event: Callable[[EvalEvent], None] | None = None) -> dict[str, dict]:
     """Results by eval name: metrics, counts, records path, version, `items` (and `judged` for
     MT-Bench).
 
@@ -65,7 +67,8 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     paper's, or "model", the tokenizer's own): prompts, stop strings and scored rows use it;
     another than the default is part of every eval's cache key.
     Cached results are returned as they were stored, with `cached: True`; a stored result
-    without `items` (written before they existed) is recomputed.
+    without `items` (written before they existed) is recomputed. `on_event(EvalEvent)` hears
+    each eval start, every batch it generates or scores (items done of total), and its end.
     """
     names = [e.strip() for e in evals.split(",")] if isinstance(evals, str) else list(evals)
     unknown = [n for n in names if n not in EVALS]
@@ -78,9 +81,18 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     out.mkdir(parents=True, exist_ok=True)
     identity = model_id or model_identity(model)
     cache = EvalCache(cache_dir) if cache_dir is not None and identity else None
-    loaded = LoadedModel(model, generate_fn, max_new_tokens, template)
+    at = {"name": names[0] if names else "", "index": 0}  # the eval the model's reports are about
+
+    def emit(phase: str, done: int = 0, total: int | None = None) -> None:
+        at["seen"] = 0 if phase == "start" else max(at.get("seen", 0), total or 0)
+        if on_event is not None:
+            on_event(EvalEvent(at["name"], at["index"], len(names), phase, done, total))
+
+    loaded = LoadedModel(model, generate_fn, max_new_tokens, template, report=emit)
     results = {}
-    for name in names:
+    for index, name in enumerate(names):
+        at.update(name=name, index=index)
+        emit("start")
         runner = evaluator_for(name, judge, Path(cache_dir) if cache_dir else None, unsafe_sandbox)
         own_limit = limit_for(limit, name)
         decoding = dict(runner.decoding)
@@ -93,6 +105,7 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
         hit = cache.get(key) if cache else None
         if hit is not None and "items" in hit:
             results[name] = {**hit, "cached": True}
+            emit("cached", *[questions(hit)] * 2)
             continue
         started = time.time()
         result = runner.run(loaded, out, own_limit, data.get(name))
@@ -101,8 +114,15 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
         if cache:
             cache.put(key, result)
         results[name] = {**result, "cached": False}
+        # unjudged MT-Bench has answers but no scored items: its size is what was generated
+        emit("done", *[questions(result) or at["seen"]] * 2)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     return results
+
+
+def questions(result: Mapping[str, Any]) -> int:
+    """Items (questions, problems, chats) an eval scored: its distinct item ids."""
+    return len({item["item"] for item in result.get("items") or ()})
 
 
 def item_values(result: Mapping[str, Any]) -> dict[str, list[float]]:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from trainers.data.records import RecordError
 
-__all__ = ["EvalSpec", "RecordError", "iter_jsonl", "read_jsonl", "write_jsonl"]
+__all__ = ["EvalSpec", "Progress", "RecordError", "iter_jsonl", "read_jsonl", "write_jsonl"]
+
+# How a long step of an eval says how far it is: progress(items done, items in all).
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

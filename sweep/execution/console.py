@@ -1,6 +1,7 @@
-"""The sweep's own console: a progress table (run, question, stage i/n, step/total, loss, ETA)
+"""The sweep's own console: a progress table (run, question, stage i/n or eval i/n, step/total
+or items/total, loss, ETA) under a header with the whole sweep's ETA (sweep/execution/eta.py),
 printed by a Tune callback in the driver at most every ~15 s, in place of Tune's status dumps
-and Ray's worker logs (`--verbose` brings those back; sweep/execution/driver.py, sweep/execution/tuner.py).
+and Ray's worker logs (`--verbose` brings those back; sweep/execution/driver.py, tuner.py).
 The table is a pure function of `TrialView`s, so tests render it from synthetic results.
 """
 
@@ -11,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from ray.tune import Callback
+
+from sweep.execution.eta import SweepEta, duration
 
 COLUMNS = ("run", "question", "what", "stage", "step/total", "loss", "ETA", "status")
 TITLE = "sweep progress"
@@ -25,13 +28,13 @@ class TrialView:
     question: str
     what: str = ""  # strategy and grid point, "mixed f=1/64"
     state: str = "PENDING"  # Tune's trial state
-    stage: str = ""  # "i/n"
-    stage_index: int | None = None
+    stage: str = ""  # "i/n" of the stages, or "eval i/n"
+    phase: str | None = None  # what step/total count: a stage, or an eval's phase
     step: int | None = None
     total_steps: int | None = None
     loss: float | None = None
     status: str = ""  # the trial's own: "stage training", "evaluating", "done", ...
-    eta_s: float | None = None  # of the stage being trained, from its step rate so far
+    eta_s: float | None = None  # of the stage or eval phase at hand, from its rate so far
     _since: tuple[float, int] | None = None  # (time, step) the rate is measured from
 
 
@@ -42,9 +45,10 @@ def view_of(config: Mapping) -> TrialView:
 
 
 def update_view(view: TrialView, result: Mapping, now: float) -> None:
-    """Fold one reported result into the view; the ETA extrapolates the stage's step rate."""
-    if result.get("stage_index") is not None and result["stage_index"] != view.stage_index:
-        view.stage_index, view.loss, view._since, view.eta_s = result["stage_index"], None, None, None
+    """Fold one reported result into the view; the ETA extrapolates the rate of the phase at
+    hand (a stage's steps, an eval's items)."""
+    if result.get("phase") is not None and result["phase"] != view.phase:
+        view.phase, view.loss, view._since, view.eta_s = result["phase"], None, None, None
     view.state = "RUNNING"
     view.stage = result.get("stage", view.stage)
     view.status = result.get("status", view.status)
@@ -61,32 +65,25 @@ def update_view(view: TrialView, result: Mapping, now: float) -> None:
         view.eta_s = (view.total_steps - view.step) * (now - t0) / (view.step - s0)
 
 
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = round(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 def _cells(v: TrialView) -> tuple[str, ...]:
     steps = "-" if v.step is None else f"{v.step}/{v.total_steps or '?'}"
     loss = "-" if v.loss is None else f"{v.loss:.4f}"
     status = {"PENDING": "pending", "ERROR": "FAILED"}.get(v.state, v.status or v.state.lower())
-    return (v.run, v.question, v.what, v.stage or "-", steps, loss, _eta(v.eta_s), status)
+    return (v.run, v.question, v.what, v.stage or "-", steps, loss, duration(v.eta_s), status)
 
 
-def render_table(views: Iterable[TrialView], clock: str = "", total: int | None = None) -> str:
-    """A fixed-width table, one line per run, under a line counting runs by state. `total`:
-    runs in the sweep (Tune creates a trial only when it can start, so some may not show yet)."""
+def render_table(views: Iterable[TrialView], clock: str = "", total: int | None = None,
+                 eta: str = "") -> str:
+    """A fixed-width table, one line per run, under a line counting runs by state and giving
+    the sweep's ETA. `total`: runs in the sweep (Tune creates a trial only when it can start,
+    so some may not show yet)."""
     views = list(views)
     states = {s: sum(v.state == s for v in views) for s in ("RUNNING", "TERMINATED", "ERROR",
                                                            "PENDING")}
     waiting = states["PENDING"] + max(0, (total or 0) - len(views))
     head = (f"== {TITLE}{' ' + clock if clock else ''}: {max(total or 0, len(views))} runs, "
             f"{states['RUNNING']} running, {states['TERMINATED']} done, {states['ERROR']} failed, "
-            f"{waiting} pending ==")
+            f"{waiting} pending{'; ' + eta if eta else ''} ==")
     rows = [COLUMNS, *(_cells(v) for v in views)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -94,9 +91,11 @@ def render_table(views: Iterable[TrialView], clock: str = "", total: int | None 
 
 
 def console_callback(every_s: float = REFRESH_S, emit: Callable[[str], None] | None = None,
-                     clock: Callable[[], float] = time.monotonic, total: int | None = None):
+                     clock: Callable[[], float] = time.monotonic, total: int | None = None,
+                     eta: SweepEta | None = None):
     """A Tune callback (it runs in the driver process) that prints the table at most every
-    `every_s` seconds while results arrive, and once more when the sweep ends."""
+    `every_s` seconds while results arrive, and once more when the sweep ends. `eta`: the
+    sweep's work and rates, for the header's ETA."""
     emit = emit or (lambda text: print(text, flush=True))
 
     class ConsoleTable(Callback):
@@ -122,11 +121,20 @@ def console_callback(every_s: float = REFRESH_S, emit: Callable[[str], None] | N
             now = clock()
             if force or now - self.last >= every_s:
                 self.last = now
-                emit(render_table(self.views.values(), time.strftime("%H:%M:%S"), total))
+                header = eta.estimate(now).text if eta is not None else ""
+                emit(render_table(self.views.values(), time.strftime("%H:%M:%S"), total,
+                                  header))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            update_view(self._view(trial), result, clock())
+            view = self._view(trial)
+            update_view(view, result, clock())
+            if eta is not None:
+                eta.observe(view.run, result, clock())
             self._show(trials)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            if eta is not None:
+                eta.finish(self._view(trial).run)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self._view(trial).state = "ERROR"

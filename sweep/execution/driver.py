@@ -21,6 +21,7 @@ import ray
 from core.ids import content_hash
 from core.storage import Storage
 from sweep.execution.concurrency import DRIVER_RESOURCE, growth_capacity, read_cluster_config
+from sweep.execution.eta import SweepWork
 from sweep.execution.judging import DriverJudging
 from sweep.execution.provenance import sweep_provenance
 from sweep.execution.trial import TrialJob
@@ -31,6 +32,7 @@ from sweep.reporting.budget import write_planned
 from sweep.reporting.results import has_result
 from sweep.study.grid import Run
 from sweep.study.presets import Preset, source_specs
+from trainers.stages import read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,7 +120,7 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
         try:
             tune_jobs(jobs, preset, storage, summary, grow_report, verbose=verbose,
                       mlflow_uri=mlflow_uri, capacity=cluster_capacity(address, cluster_config),
-                      judging=judging)
+                      judging=judging, work=sweep_work(plan, jobs, preset, storage))
         finally:
             if started:
                 ray.shutdown()
@@ -128,6 +130,20 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
     storage.write_json(f"sweeps/{_sweep_name(runs, preset)}.json",
                        {**dataclasses.asdict(summary), "ok": summary.ok})
     return summary
+
+
+def sweep_work(plan: planning.SweepPlan, jobs: list[TrialJob], preset: Preset,
+                storage: Storage) -> SweepWork:
+    """What the pending runs still have to do, for the console's ETA: the planned tokens of
+    their stages not yet in storage, and their eval items (a t-SNE run has none)."""
+    needed = {sid for job in jobs for sid in job.stage_ids}
+    todo = {sid: plan.stages[sid].tokens for sid in needed
+            if read_manifest(storage, sid) is None}
+    items = planning.eval_items(preset)
+    return SweepWork(stage_tokens=todo,
+                     run_stages={job.run_id: job.stage_ids for job in jobs},
+                     run_items={job.run_id: {} if job.run.question == "tsne" else items
+                                for job in jobs})
 
 
 def cluster_capacity(address: str | None, cluster_config: str | None) -> dict | None:

@@ -9,25 +9,26 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import ray
-
 from core.storage import Storage
 from sweep.execution.job import TrialJob
+from sweep.execution.progress import Progress, run_reporting
 from sweep.reporting.results import Measurement, item_rows, measurements_of, write_items
 from sweep.study.presets import builtin_specs, source_specs, template_for
 from trainers.stages import stage_rel
 
 
-def evaluate_outside_trial_group(job: TrialJob, last_stage) -> list[Measurement]:
+def evaluate_outside_trial_group(job: TrialJob, last_stage,
+                                 progress: Progress) -> list[Measurement]:
     """Evaluate in a task of its own: on GPU presets it holds the evaluation's GPU (the trial
     itself sits on the CPU head node), under --simulate-gpus one simulated GPU (so it runs on
-    a worker node, and finds the stage through storage), on CPU presets no resource."""
-    task = ray.remote(_evaluate_task).options(num_cpus=0, scheduling_strategy="DEFAULT",
-                                              **job.preset.hardware.eval_options())
-    return ray.get(task.remote(job, last_stage))
+    a worker node, and finds the stage through storage), on CPU presets no resource. Each
+    eval's progress (items done of total) comes back to the trial as EvalEvents."""
+    progress.start_evaluation()
+    return run_reporting(_evaluate_task, job.preset.hardware.eval_options(), job,
+                         progress.on_event, lambda events: (last_stage,))
 
 
-def _evaluate_task(job: TrialJob, last_stage) -> list[Measurement]:
+def _evaluate_task(job: TrialJob, events, last_stage) -> list[Measurement]:
     hw = job.preset.hardware
     if not hw.use_gpu:
         # Ray starts workers with one intra-op thread; a CPU run's evaluation comes after its
@@ -38,7 +39,7 @@ def _evaluate_task(job: TrialJob, last_stage) -> list[Measurement]:
         torch.set_num_threads(max(1, int(hw.workers * hw.cpus_per_worker)))
     storage = Storage(job.preset.storage)
     model = stage_model(last_stage, storage) if last_stage is not None else job.run.model
-    return evaluate_run(job, model, storage)
+    return evaluate_run(job, model, storage, events.put)
 
 
 def stage_model(stage, storage: Storage) -> str:
@@ -46,9 +47,11 @@ def stage_model(stage, storage: Storage) -> str:
     return str(storage.download_dir(stage_rel(stage.stage_id)))
 
 
-def evaluate_run(job: TrialJob, model: str, storage: Storage) -> list[Measurement]:
+def evaluate_run(job: TrialJob, model: str, storage: Storage,
+                 on_event=None) -> list[Measurement]:
     """The preset's evaluations (cached by evals: a checkpoint is never scored twice with the
-    same settings), or the t-SNE map for the representation runs."""
+    same settings), or the t-SNE map for the representation runs. `on_event(EvalEvent)` hears
+    how far each eval is."""
     if job.run.question == "tsne":
         return represent(job, model, storage)
     from evals.run import evaluate  # lazy: Ray worker start-up (torch in the evaluation task only)
@@ -63,7 +66,7 @@ def evaluate_run(job: TrialJob, model: str, storage: Storage) -> list[Measuremen
     out = evaluate(model, list(ev.names), limit=ev.limits_by_name(), judge=None,
                    out_dir=out_dir, cache_dir=_local_dir(storage, "eval_cache"), data=data,
                    max_new_tokens=ev.max_new_tokens, unsafe_sandbox=ev.unsafe_sandbox,
-                   template=template_for(job.preset, job.run.model))
+                   template=template_for(job.preset, job.run.model), on_event=on_event)
     _keep_answers(out.get("mtbench"), Path(out_dir))
     if not storage.is_local:  # the outputs (replies, judgments, sandbox results) live in storage
         storage.upload_dir(out_dir, f"evals/{job.run_id}")

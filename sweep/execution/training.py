@@ -9,11 +9,10 @@ import dataclasses
 import functools
 
 import ray
-from ray.util.queue import Empty, Queue
 
 from core.storage import Storage
 from sweep.execution.job import TrialJob
-from sweep.execution.progress import Progress, metrics_forwarder
+from sweep.execution.progress import Progress, metrics_forwarder, run_reporting
 from sweep.planning import plan as planning
 from sweep.study.presets import source_specs, workers_for
 from sweep.study.strategies import with_settings
@@ -21,25 +20,10 @@ from trainers.stages import run_stages
 
 
 def train_outside_trial_group(job: TrialJob, progress: Progress) -> list:
-    """Run the stages in a zero-CPU task scheduled outside the trial's placement group.
-
-    Tune captures a trial's child tasks into its placement group, which holds only
-    `train_driver`: Ray Data's tasks (CPU 1) then cannot be scheduled at all. A task with an
-    explicit "DEFAULT" strategy is not captured, nor are its children. Stage events come back
-    through the same queue as Train's per-step metrics (loss), which the trial reports to Tune."""
-
-    events = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": "DEFAULT"})
-    task = ray.remote(_train_task).options(num_cpus=0, scheduling_strategy="DEFAULT")
-    ref = task.remote(job, events, metrics_forwarder(events))
-    while True:
-        done, _ = ray.wait([ref], timeout=1.0)
-        while True:
-            try:
-                progress.on_event(events.get_nowait())
-            except Empty:
-                break
-        if done:
-            return ray.get(ref)
+    """The run's stages in a task outside the trial's placement group (`run_reporting`); stage
+    events come back through the same queue as Train's per-step losses."""
+    return run_reporting(_train_task, {}, job, progress.on_event,
+                         lambda events: (metrics_forwarder(events),))
 
 
 def _train_task(job: TrialJob, events, callback) -> list:

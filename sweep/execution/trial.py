@@ -26,10 +26,8 @@ def trial(config: dict) -> None:
     progress.report()
     t0 = time.time()
     stages = train_outside_trial_group(job, progress)
-    progress.status = "evaluating"
-    progress.report()
     t_eval = time.time()
-    measurements = evaluate_outside_trial_group(job, stages[-1] if stages else None)
+    measurements = evaluate_outside_trial_group(job, stages[-1] if stages else None, progress)
     cost = run_cost(job, stages, wall_s=time.time() - t0, eval_s=time.time() - t_eval)
     write_result(Storage(job.preset.storage), job.run_id,
                  rows_for(job.run, job.run_id, job.preset.name, job.stage_ids, measurements, cost,

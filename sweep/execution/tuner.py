@@ -5,6 +5,7 @@ and the outcome of each trial folded into the sweep's summary.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import ray
@@ -15,6 +16,7 @@ from core.ids import content_hash
 from core.storage import Storage
 from sweep.execution.concurrency import DRIVER_RESOURCE, DRIVER_SHARE, max_concurrent
 from sweep.execution.console import console_callback
+from sweep.execution.eta import SweepEta, SweepWork
 from sweep.execution.trial import TrialJob, trial
 from sweep.reporting.document import write_report
 from sweep.reporting.results import has_result
@@ -24,17 +26,20 @@ from sweep.study.presets import Preset
 def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
               grow_report: bool = True, *, verbose: bool = False,
               mlflow_uri: str | None = None, capacity: dict | None = None,
-              judging=None) -> None:
+              judging=None, work: SweepWork | None = None) -> None:
     """Run `jobs` as Tune trials; `summary` (sweep.execution.driver.SweepSummary) records each outcome.
     The console shows the sweep's own table (sweep/execution/console.py), or with `verbose` Tune's.
     `capacity`: what the cluster can grow to (sweep.execution.concurrency.growth_capacity), if known.
-    `judging` (sweep.execution.judging.DriverJudging): judges each run as its trial completes."""
-
+    `judging` (sweep.execution.judging.DriverJudging): judges each run as its trial completes.
+    `work`: what the runs have left to do (sweep/execution/eta.py), for the console's ETA."""
     name = f"sweep-{content_hash(sorted(j.run_id for j in jobs))[:12]}"
     # The classic console engine: with verbose=0 it prints nothing (the new one still prints
     # its configuration box); with verbose=1 its table shows our CLIReporter columns.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    callbacks = [] if verbose else [console_callback(total=len(jobs))]
+    at_once = max_concurrent(preset, {j.run.model for j in jobs}, ray.cluster_resources(),
+                             capacity)
+    eta = SweepEta(dataclasses.replace(work, concurrency=at_once)) if work else None
+    callbacks = [] if verbose else [console_callback(total=len(jobs), eta=eta)]
     if judging is not None:  # before the report: a run's MT-Bench is judged, then reported
         callbacks.append(judging.callback())
     if grow_report:
@@ -45,8 +50,7 @@ def tune_jobs(jobs: list[TrialJob], preset: Preset, storage: Storage, summary,
         tune.with_resources(trial, {DRIVER_RESOURCE: DRIVER_SHARE}),
         param_space={"job": tune.grid_search([j.to_config() for j in jobs])},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=max_concurrent(preset, {j.run.model for j in jobs},
-                                                 ray.cluster_resources(), capacity),
+            max_concurrent_trials=at_once,
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=name, storage_path=storage.uri_of("tune"),

@@ -51,6 +51,27 @@ JUDGE_REPEATS = JudgeConfig.repeats  # what sweep.execution.evaluation's judge d
 JUDGE_TOKENS_PER_CALL = 1_000
 
 
+# Items of each eval's whole test set, for a preset that scores all of them (limit None):
+# GSM8K's test split, HumanEval(+)'s problems, MT-Bench's questions.
+FULL_EVAL_ITEMS = {"gsm8k": 1319, "humaneval": 164, "humanevalplus": 164,
+                   "mtbench": MTBENCH_QUESTIONS}
+
+
+def eval_items(preset: Preset) -> dict[str, int | None]:
+    """Items each of the preset's evals scores per run: its limit, capped by the test set (a
+    built-in held-out split: its corpus size); None where neither is known."""
+    ev, sizes = preset.evaluation, dict(preset.corpus_sizes)
+    data = {"gsm8k": ev.gsm8k, "general_loss": ev.general_heldout}
+    out = {}
+    for name in ev.names:
+        where = data.get(name, "")
+        full = (sizes.get(where.removeprefix("builtin:")) if where.startswith("builtin:")
+                else FULL_EVAL_ITEMS.get(name))
+        limit = ev.limit_of(name)
+        out[name] = min(limit, full) if limit and full else (limit or full)
+    return out
+
+
 @dataclass(frozen=True)
 class StageCost:
     stage_id: str

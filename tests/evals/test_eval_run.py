@@ -139,8 +139,19 @@ def test_real_generation_one_load_then_cached(tmp_path, tiny_model, tokenizer, m
     kwargs = {"limit": 2, "out_dir": tmp_path / "out", "cache_dir": tmp_path / "cache",
               "data": {"gsm8k": str(write_gsm8k(tmp_path / "gsm8k.jsonl"))},
               "model_id": "tiny-seed0", "max_new_tokens": 8}
-    results = evaluate((tiny_model, tokenizer), "gsm8k,humaneval", **kwargs)
+    events = []
+    results = evaluate((tiny_model, tokenizer), "gsm8k,humaneval", on_event=events.append,
+                       **kwargs)
     assert len(loads) == 1  # one load shared by both evals
+    # the console hears each eval start, its batches generated, scored and run, and its end
+    seen = [(e.name, e.index, e.of, e.phase, e.done, e.total) for e in events]
+    assert seen == [("gsm8k", 0, 2, "start", 0, None), ("gsm8k", 0, 2, "loading", 0, None),
+                    ("gsm8k", 0, 2, "generate", 2, 2),
+                    ("gsm8k", 0, 2, "score", 2, 2), ("gsm8k", 0, 2, "done", 2, 2),
+                    ("humaneval", 1, 2, "start", 0, None),
+                    ("humaneval", 1, 2, "generate", 2, 2), ("humaneval", 1, 2, "sandbox", 1, 2),
+                    ("humaneval", 1, 2, "sandbox", 2, 2), ("humaneval", 1, 2, "score", 2, 2),
+                    ("humaneval", 1, 2, "done", 2, 2)]
     gsm, he = results["gsm8k"], results["humaneval"]
     assert gsm["metrics"]["questions"] == 2 and gsm["metrics"]["scored"] == 2
     # random weights: no number in the replies, no passing program
@@ -162,8 +173,11 @@ def test_real_generation_one_load_then_cached(tmp_path, tiny_model, tokenizer, m
     assert [i["item"] for i in he_items["pass@1"]] == ["HumanEval/0", "HumanEval/1"]
     for result in (gsm, he):
         assert result["metrics"]["ref_logprob"] < 0 and result["counts"]["ref_scored"] == 2
-    again = evaluate((tiny_model, tokenizer), "gsm8k,humaneval", **kwargs)
+    events.clear()
+    again = evaluate((tiny_model, tokenizer), "gsm8k,humaneval", on_event=events.append,
+                     **kwargs)
     assert len(loads) == 1 and again["gsm8k"]["cached"] and again["humaneval"]["cached"]
+    assert [(e.phase, e.done) for e in events] == [("start", 0), ("cached", 2)] * 2
     assert again["gsm8k"]["metrics"] == gsm["metrics"]
     assert again["gsm8k"]["items"] == gsm["items"] and again["humaneval"]["items"] == he["items"]
     other = evaluate((tiny_model, tokenizer), "gsm8k", **{**kwargs, "limit": 1})
