@@ -26,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.settings import DEFAULT_TEMPLATE
+
 SOURCES = ("math", "code", "general")
 
 
@@ -38,7 +40,7 @@ def baseline_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, over
 
     from trainers.data.data_report import build_data_report as _report
     from trainers.data.ordering import default_blocks
-    from trainers.data.pipeline import _tokenize
+    from trainers.data.pipeline import tokenize_rows
     from trainers.data.recipe import format_amount
     from trainers.data.records import Rejects
     from trainers.data.selection import select
@@ -57,9 +59,9 @@ def baseline_build(recipe, specs, tokenizer_name, *, seed, epochs, max_len, over
     rows = [{"source": r["source"], "id": r["id"], "messages": r["messages"]} for r in selected]
     tokenized = (
         ray.data.from_items(rows, override_num_blocks=default_blocks(len(rows)))
-        .map_batches(_tokenize, batch_format="numpy", zero_copy_batch=False,
+        .map_batches(tokenize_rows, batch_format="numpy", zero_copy_batch=False,
                      fn_kwargs={"tokenizer_name": tokenizer_name, "max_len": max_len,
-                                "overlong": overlong})
+                                "overlong": overlong, "template": DEFAULT_TEMPLATE})
         .materialize()
     )
     outcome = tokenized.select_columns(["source", "id", "n_tokens", "truncated",
@@ -223,7 +225,9 @@ def run_in_child(args, path: str, corpora: Path) -> dict:
     command = [sys.executable, __file__, "--child", path, "--corpora", str(corpora),
                "--fraction", str(args.fraction), "--tokenizer", args.tokenizer,
                "--max-len", str(args.max_len), "--cpus", str(args.cpus)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    out = subprocess.run(command, check=False, capture_output=True, text=True)
+    if out.returncode != 0:  # the child's own error, not a bare CalledProcessError
+        raise SystemExit(f"the {path} path failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -35,18 +35,26 @@ def mix_counts(n: int) -> dict[str, int]:
 
 def corpora_samples(n: int, max_len: int, tokenizer, seed: int) -> list[dict]:
     from trainers.data.corpora import folder_specs, write_builtin_corpora
-    from trainers.data.formatting import tokenize_conversation
+    from trainers.data.formatting import FormatError, tokenize_conversation
+    from trainers.data.records import Rejects
     from trainers.data.sources import read_records
 
-    counts = mix_counts(n)
+    counts, rejects = mix_counts(n), Rejects()
     directory = tempfile.mkdtemp(prefix="bench-corpora-")
     write_builtin_corpora(directory, {**counts, "math_test": 10}, seed=seed)
     specs = folder_specs(directory)
     samples = []
     for name, count in counts.items():
         for record in read_records(specs[name])[:count]:
-            row = tokenize_conversation(record["messages"], tokenizer, max_len)
+            try:
+                row = tokenize_conversation(record["messages"], tokenizer, max_len)
+            except FormatError as err:  # e.g. no reply within a small --max-len: counted
+                rejects.add(err.reason, f"{name}#{record['id']}")
+                continue
             samples.append({"input_ids": row["input_ids"], "labels": row["labels"]})
+    if rejects.total:
+        print(f"left out {rejects.total} of {sum(counts.values())} samples: "
+              f"{rejects.report('')}")
     random.Random(seed).shuffle(samples)
     return samples
 

@@ -44,7 +44,6 @@ def load(model, tokenizer=None, dtype=None):
 
 @lru_cache(maxsize=1)  # evals.run asks for the same model once per eval
 def _load_model(name: str, dtype):
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype is None:
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -116,7 +115,6 @@ def generate_text(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: i
 
 
 def _generate_batch(model, tokenizer, rows, *, max_new_tokens, stop, temperature, seed):
-
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)

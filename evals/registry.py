@@ -225,7 +225,6 @@ def _humaneval_runner(plus: bool, unsafe_sandbox: bool = False) -> Evaluator:
 
 
 def _mtbench_runner(judge: JudgeConfig | None, cache_dir: Path | None) -> Evaluator:
-
     bench = mtbench.MTBench()
     decoding = {**dataclasses.asdict(bench), "stop": list(STOP),
                 "judge": None if judge is None else

@@ -109,7 +109,6 @@ def make_scheduler(optimizer, settings: TrainSettings, total_steps: int):
 
 
 def _rng_state() -> dict:
-
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
              "numpy": np.random.get_state()}
     if torch.cuda.is_available():
@@ -118,7 +117,6 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])

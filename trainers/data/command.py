@@ -92,7 +92,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def inspect_recipe(args: argparse.Namespace) -> dict:
-
     recipe = parse_recipe(args.recipe)
     specs = resolve_specs(recipe, dict(args.source), dict(args.format),
                           args.corpora_dir)

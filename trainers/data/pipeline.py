@@ -68,7 +68,6 @@ def fetch(refs):
 
 
 def layout_sources(recipe: Recipe, specs: dict[str, SourceSpec], num_blocks: int | None) -> dict:
-
     layout = ray.remote(layout_source)
     refs = [layout.remote(specs[source], num_blocks) for source, _ in recipe]
     return dict(zip([source for source, _ in recipe], fetch(refs)))
@@ -204,11 +203,10 @@ def _strings(values: list[str]):
 @functools.lru_cache(maxsize=4)
 def _tokenizer(name: str):
     # One load per Ray worker process: task workers are reused, so this is a per-process cache.
-
     return load_tokenizer(name)
 
 
-def _tokenize(batch: dict, tokenizer_name: str, max_len: int, overlong: str, template: str):
+def tokenize_rows(batch: dict, tokenizer_name: str, max_len: int, overlong: str, template: str):
     """tokenize_batch, returned as an Arrow table with list<int64> token columns: left to Ray,
     a block whose rows happen to be equally long becomes a fixed-shape tensor column, and its
     chunks would no longer concatenate with the variable-shaped ones."""
@@ -242,7 +240,7 @@ def build_stage_dataset(
         raise ValueError(f"recipe {format_recipe(recipe)} selects no records")
     tokenized = (
         read_selected(selections, specs, max_chars)
-        .map_batches(_tokenize, batch_format="numpy", zero_copy_batch=False,
+        .map_batches(tokenize_rows, batch_format="numpy", zero_copy_batch=False,
                      fn_kwargs={"tokenizer_name": tokenizer_name, "max_len": max_len,
                                 "overlong": overlong, "template": template})
         .materialize()

@@ -191,13 +191,13 @@ def test_token_columns_are_lists_even_when_rows_are_equally_long():
     concatenated with variable-shaped ones when the epochs are laid out."""
     import pyarrow as pa
 
-    from trainers.data.pipeline import _tokenize
+    from trainers.data.pipeline import tokenize_rows
 
     messages = [[{"role": "user", "content": f"Q{i}"}, {"role": "assistant", "content": f"A{i}"}]
                 for i in range(3)]
     batch = {"source": np.array(["s"] * 3, dtype=object), "id": np.array(["a", "b", "c"],
              dtype=object), "messages": np.array(messages + [None], dtype=object)[:3]}
-    table = _tokenize(batch, "tiny_llama", 64, "truncate", "vicuna")
+    table = tokenize_rows(batch, "tiny_llama", 64, "truncate", "vicuna")
     assert table.schema.field("input_ids").type == pa.list_(pa.int64())
     assert table.schema.field("labels").type == pa.list_(pa.int64())
     assert len(set(table["n_tokens"].to_pylist())) == 1
