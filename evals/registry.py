@@ -1,4 +1,4 @@
-"""How each eval runs against one loaded model: the runners behind `evals.run.evaluate`.
+"""How each eval runs against one loaded model: the evaluators behind `evals.run.evaluate`.
 
 `LoadedModel` loads the weights on first use and shares them across evals (generation, and
 teacher-forced scoring for the reference log-likelihoods and `general_loss`); `evaluator_for(name)`
@@ -172,7 +172,7 @@ def _ref_logprob(model: LoadedModel, ids: Sequence[str], conversations, replies,
     return mean, items, counts
 
 
-def _gsm8k_runner() -> Evaluator:
+def _gsm8k_evaluator() -> Evaluator:
     spec = gsm8k.GSM8K
 
     def run(model: LoadedModel, out: Path, limit, data) -> dict:
@@ -197,7 +197,7 @@ def _gsm8k_runner() -> Evaluator:
     return Evaluator(spec.name, spec.version, spec.to_dict(), run)
 
 
-def _humaneval_runner(plus: bool, unsafe_sandbox: bool = False) -> Evaluator:
+def _humaneval_evaluator(plus: bool, unsafe_sandbox: bool = False) -> Evaluator:
     """`unsafe_sandbox`: run model code even where the sandbox has no isolation (recorded in
     the result as `isolation` "rlimits (unsafe)"; in the cache key, so safe runs never reuse)."""
     spec = humaneval.HUMANEVAL_PLUS if plus else humaneval.HUMANEVAL
@@ -224,7 +224,7 @@ def _humaneval_runner(plus: bool, unsafe_sandbox: bool = False) -> Evaluator:
     return Evaluator(spec.name, spec.version, decoding, run)
 
 
-def _mtbench_runner(judge: JudgeConfig | None, cache_dir: Path | None) -> Evaluator:
+def _mtbench_evaluator(judge: JudgeConfig | None, cache_dir: Path | None) -> Evaluator:
     bench = mtbench.MTBench()
     decoding = {**dataclasses.asdict(bench), "stop": list(STOP),
                 "judge": None if judge is None else
@@ -243,7 +243,7 @@ def _mtbench_runner(judge: JudgeConfig | None, cache_dir: Path | None) -> Evalua
     return Evaluator(bench.name, bench.version, decoding, run)
 
 
-def _general_loss_runner() -> Evaluator:
+def _general_loss_evaluator() -> Evaluator:
     """Held-out chat NLL: a judge-free PROXY for general ability (not MT-Bench). Data: any file
     trainers.data.sources reads (default: the built-in general_test chats); lower is better."""
 
@@ -280,11 +280,11 @@ def _finish(spec, out: Path, metrics: dict, records: list[dict], counts: dict,
 def evaluator_for(name: str, judge: JudgeConfig | None, cache_dir: Path | None,
                unsafe_sandbox: bool = False) -> Evaluator:
     if name == "gsm8k":
-        return _gsm8k_runner()
+        return _gsm8k_evaluator()
     if name in ("humaneval", "humanevalplus"):
-        return _humaneval_runner(plus=name == "humanevalplus", unsafe_sandbox=unsafe_sandbox)
+        return _humaneval_evaluator(plus=name == "humanevalplus", unsafe_sandbox=unsafe_sandbox)
     if name == "mtbench":
-        return _mtbench_runner(judge, cache_dir)
+        return _mtbench_evaluator(judge, cache_dir)
     if name == "general_loss":
-        return _general_loss_runner()
+        return _general_loss_evaluator()
     raise ValueError(f"unknown eval {name!r}; known: {', '.join(EVALS)}")

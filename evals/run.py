@@ -93,14 +93,14 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     for index, name in enumerate(names):
         at.update(name=name, index=index)
         emit("start")
-        runner = evaluator_for(name, judge, Path(cache_dir) if cache_dir else None, unsafe_sandbox)
+        evaluator = evaluator_for(name, judge, Path(cache_dir) if cache_dir else None, unsafe_sandbox)
         own_limit = limit_for(limit, name)
-        decoding = dict(runner.decoding)
-        if runner.generates:
+        decoding = dict(evaluator.decoding)
+        if evaluator.generates:
             decoding["max_new_tokens_cap"] = max_new_tokens
         if template != DEFAULT_TEMPLATE:  # the default stays out: cached results keep their keys
             decoding["template"] = template
-        key = make_key(identity or "", runner.name, runner.version, decoding, own_limit,
+        key = make_key(identity or "", evaluator.name, evaluator.version, decoding, own_limit,
                        data_identity(data.get(name)))
         hit = cache.get(key) if cache else None
         if hit is not None and "items" in hit:
@@ -108,7 +108,7 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
             emit("cached", *[questions(hit)] * 2)
             continue
         started = time.time()
-        result = runner.run(loaded, out, own_limit, data.get(name))
+        result = evaluator.run(loaded, out, own_limit, data.get(name))
         result = {**result, "model": identity, "limit": own_limit,
                   "wall_s": time.time() - started}
         if cache:
