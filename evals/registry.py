@@ -24,7 +24,7 @@ from evals import generation, gsm8k, humaneval, likelihood, mtbench
 from evals.generation import generate, load
 from evals.judge import JudgeConfig
 from evals.spec import write_jsonl
-from trainers.data.corpora import GENERATOR_VERSION
+from trainers.data.corpora import CORPUS_VERSIONS
 from trainers.data.records import Rejects
 from trainers.data.vicuna import STOP
 
@@ -266,7 +266,7 @@ def _general_loss_evaluator() -> Evaluator:
 
 
     # the default data's bytes are fixed by the generator's version: a new one, a new key
-    decoding = {**spec.to_dict(), "default_data": f"builtin:general_test:v{GENERATOR_VERSION}"}
+    decoding = {**spec.to_dict(), "default_data": f"builtin:general_test:v{CORPUS_VERSIONS['general_test']}"}
     return Evaluator(spec.name, spec.version, decoding, run, generates=False)
 
 

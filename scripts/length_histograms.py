@@ -96,8 +96,8 @@ def paper_histograms(data: Path, tokenizer) -> tuple[dict, dict]:
 def builtin_histograms(tokenizer) -> tuple[dict, dict]:
     """(histograms, generator facts) of the built-in synthetic corpora at their default sizes."""
     from trainers.data.corpora import (
+        CORPUS_VERSIONS,
         DEFAULT_SIZES,
-        GENERATOR_VERSION,
         folder_specs,
         write_builtin_corpora,
     )
@@ -107,7 +107,7 @@ def builtin_histograms(tokenizer) -> tuple[dict, dict]:
         specs = folder_specs(tmp)
         hists = {name: length_histogram(specs[name], tokenizer)
                  for name in ("math", "code", "general", "general_nocm")}
-    return hists, {"generator": "trainers.data.corpora", "version": GENERATOR_VERSION,
+    return hists, {"generator": "trainers.data.corpora", "versions": CORPUS_VERSIONS,
                    "seed": 0, "sizes": DEFAULT_SIZES}
 
 

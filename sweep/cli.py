@@ -42,6 +42,11 @@ def parse_fractions(text: str) -> tuple[Fraction, ...]:
     return tuple(out)
 
 
+def parse_fraction(text: str) -> Fraction:
+    (value,) = parse_fractions(text)
+    return value
+
+
 def parse_names(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
@@ -68,7 +73,12 @@ def build_parser(question: str) -> argparse.ArgumentParser:
                         "seed, or both (default)")
     if question in ("rq4", "all"):
         p.add_argument("--ks", type=parse_fractions,
-                       help="DMT's k values (default 1,1/4,1/16,1/64,1/256; 1/2,1/8,1/32 too)")
+                       help="DMT's k values (default: the preset's; paper 1,1/4,1/16,1/64,1/256;"
+                            " 1/2,1/8,1/32 too)")
+        p.add_argument("--amount", type=parse_fraction,
+                       help="what all of a source means for the strategies: 1 (the paper's), "
+                            "or e.g. 1/4 of every source, DMT's k then being k of it (default: "
+                            "the preset's; local 1/4)")
     if question == "all":
         p.add_argument("--tsne", action="store_true",
                        help="also the t-SNE representations (base model and DMT k=1/256)")
@@ -277,13 +287,20 @@ def _storage(preset: Preset):
 
 
 def build_runs(question: str, args: argparse.Namespace, preset: Preset) -> list:
-    """The grid of one question, or of every question for `all` (sweep/all.py)."""
-    fractions = args.fractions or preset.fractions or grid.FRACTIONS
-    ks = getattr(args, "ks", None) or grid.KS
+    """The grid of one question, or of every question for `all` (sweep/all.py): --fractions,
+    else the question's own fractions in the preset, else the preset's, else the paper's."""
+    def fractions_of(q: str):
+        own = dict(preset.question_fractions).get(q)
+        return args.fractions or own or preset.fractions or grid.FRACTIONS
+
+    ks = getattr(args, "ks", None) or preset.ks or grid.KS
+    spec = grid.GridSpec(amount=getattr(args, "amount", None) or preset.amount)
     if question == "all":
-        runs = grid.build_all(preset.models, fractions, ks, args.seeds, tsne=args.tsne)
+        runs = grid.build_all(preset.models, ks=ks, seeds=args.seeds, tsne=args.tsne,
+                              spec=spec, fractions_of=fractions_of)
     else:
-        runs = grid.build_grid(question, preset.models, fractions, ks, seeds=args.seeds)
+        runs = grid.build_grid(question, preset.models, fractions_of(question), ks,
+                               seeds=args.seeds, spec=spec)
     return only_strategies(runs, args.strategies) if args.strategies else runs
 
 

@@ -70,50 +70,79 @@ def check_fractions(fractions: Sequence[Fraction], what: str = "fraction") -> tu
     return tuple(out)
 
 
-def rq1(model: str, fractions=FRACTIONS) -> list[Run]:
-    """Single source: [s@f] for s in math, code, general (15 runs)."""
+@dataclass(frozen=True)
+class GridSpec:
+    """Which sources each question composes, and what "all of a source" means. The defaults are
+    the paper's (GRID.md); `amount` < 1 runs rq4's strategies on that part of every source (the
+    local preset: 1/4), DMT's k then being k of it."""
+
+    sources: tuple[str, ...] = SOURCES  # rq1: each alone; rq2: the singles
+    mix: tuple[str, ...] | None = None  # rq2's mix: these (default: all of `sources`)
+    specialized: tuple[str, ...] = st.SPECIALIZED  # rq3 / rq4 groups
+    general: str = "general"
+    order: tuple[str, ...] = ("code", "math", "general")  # rq4's sequential training
+    amount: Fraction = ONE  # rq4: what "all of a source" means
+
+    @property
+    def mixed(self) -> tuple[str, ...]:
+        return self.mix or self.sources
+
+
+PAPER = GridSpec()
+
+
+def rq1(model: str, fractions=FRACTIONS, spec: GridSpec = PAPER) -> list[Run]:
+    """Single source: [s@f] for each source s (the paper's: math, code, general) and f."""
     return [_run("rq1", model, f"{s} only", st.single(s, f), fraction=f)
-            for s in SOURCES for f in fractions]
+            for s in spec.sources for f in fractions]
 
 
 def mixes(model: str, fractions=FRACTIONS, general: str = "general",
-          question="rq2") -> list[Run]:
-    """Mixed source: [math@f + code@f + general@f] (5 runs)."""
-    return [_run(question, model, "mix", st.mix({"math": f, "code": f, general: f}), fraction=f)
+          question="rq2", spec: GridSpec = PAPER) -> list[Run]:
+    """Mixed source: [math@f + code@f + general@f] (5 runs), or the spec's mix."""
+    names = [general if s == "general" else s for s in spec.mixed]
+    return [_run(question, model, "mix", st.mix({s: f for s in names}), fraction=f)
             for f in fractions]
 
 
-def rq2(model: str, fractions=FRACTIONS) -> list[Run]:
+def rq2(model: str, fractions=FRACTIONS, spec: GridSpec = PAPER) -> list[Run]:
     """RQ2 compares each mix with its sources alone at the same amount (Fig. 3): the mixes plus
     rq1's single-source runs at the same fractions. The singles stay rq1 runs (same run and stage
     ids), so a sweep that ran rq1 before neither retrains nor re-scores them."""
-    return rq1(model, fractions) + mixes(model, fractions)
+    singles = replace(spec, sources=spec.mixed)
+    return rq1(model, fractions, singles) + mixes(model, fractions, spec=spec)
 
 
-def rq3(model: str, fractions=FRACTIONS) -> list[Run]:
+def rq3(model: str, fractions=FRACTIONS, spec: GridSpec = PAPER) -> list[Run]:
     """Ratio setups (15 runs): (a) fixed general [math@f + code@f + general@1], (b) fixed
     specialized [math@1 + code@1 + general@f], (c) fixed 1/64 general [math@f + code@f +
     general@1/64]. f is the varied amount, the x-axis of Figure 4."""
+    special, general = spec.specialized, spec.general
     setups = {
-        "fixed general": lambda f: {"math": f, "code": f, "general": ONE},
-        "fixed specialized": lambda f: {"math": ONE, "code": ONE, "general": f},
-        "fixed 1/64 general": lambda f: {"math": f, "code": f, "general": Fraction(1, 64)},
+        "fixed general": lambda f: {**{s: f for s in special}, general: ONE},
+        "fixed specialized": lambda f: {**{s: ONE for s in special}, general: f},
+        "fixed 1/64 general": lambda f: {**{s: f for s in special}, general: Fraction(1, 64)},
     }
     return [_run("rq3", model, name, st.mix(amounts(f)), fraction=f)
             for name, amounts in setups.items() for f in fractions]
 
 
-def rq4(model: str, ks=KS) -> list[Run]:
-    """Strategies (Table 1, Table 5): 6 fixed strategies plus DMT(k) for each k."""
-    runs = [
-        _run("rq4", model, "general only", st.single("general")),
-        _run("rq4", model, "math only", st.single("math")),
-        _run("rq4", model, "code only", st.single("code")),
-        _run("rq4", model, "multi-task", st.multi_task()),
-        _run("rq4", model, "sequential", st.sequential()),
-        _run("rq4", model, "mixed sequential", st.mixed_sequential()),
+def rq4(model: str, ks=KS, spec: GridSpec = PAPER) -> list[Run]:
+    """Strategies (Table 1, Table 5): each source alone, multi-task, sequential, mixed
+    sequential, plus DMT(k) for each k; at `spec.amount` of every source (the paper: all), which
+    the runs record as their f when it is not 1."""
+    a, f = spec.amount, (None if spec.amount == ONE else spec.amount)
+    groups = {"general": spec.general, "specialized": spec.specialized, "amount": a}
+    sources = [spec.general] + [s for s in spec.sources if s != spec.general]
+    if spec.sources == SOURCES:
+        sources = ["general", "math", "code"]  # the paper's table order
+    runs = [_run("rq4", model, f"{s} only", st.single(s, a), fraction=f) for s in sources]
+    runs += [
+        _run("rq4", model, "multi-task", st.multi_task(spec.sources, a), fraction=f),
+        _run("rq4", model, "sequential", st.sequential(spec.order, a), fraction=f),
+        _run("rq4", model, "mixed sequential", st.mixed_sequential(**groups), fraction=f),
     ]
-    return runs + [_run("rq4", model, "DMT", st.dmt(k), k=k) for k in ks]
+    return runs + [_run("rq4", model, "DMT", st.dmt(k, **groups), k=k, fraction=f) for k in ks]
 
 
 def ablation(model: str, fractions=FRACTIONS) -> list[Run]:
@@ -133,15 +162,15 @@ def base(model: str) -> Run:
 
 
 def build_grid(question: str, models: Sequence[str], fractions=FRACTIONS, ks=KS,
-               seeds: int = 1) -> list[Run]:
+               seeds: int = 1, spec: GridSpec = PAPER) -> list[Run]:
     """Every run of one question for every model size, in the paper's order, each trained run
     repeated for seeds 0..seeds-1, and the base model first (not for tsne, whose base run is a
     representation map)."""
     makers: dict[str, Callable[[str], list[Run]]] = {
-        "rq1": lambda m: rq1(m, fractions),
-        "rq2": lambda m: rq2(m, fractions),
-        "rq3": lambda m: rq3(m, fractions),
-        "rq4": lambda m: rq4(m, ks),
+        "rq1": lambda m: rq1(m, fractions, spec),
+        "rq2": lambda m: rq2(m, fractions, spec),
+        "rq3": lambda m: rq3(m, fractions, spec),
+        "rq4": lambda m: rq4(m, ks, spec),
         "ablation": lambda m: ablation(m, fractions),
         "tsne": lambda m: tsne(m),
     }
@@ -167,13 +196,16 @@ ALL_QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation")
 
 
 def build_all(models: Sequence[str], fractions=FRACTIONS, ks=KS, seeds: int = 1,
-              tsne: bool = False) -> list[Run]:
+              tsne: bool = False, spec: GridSpec = PAPER,
+              fractions_of: Callable[[str], Sequence[Fraction]] | None = None) -> list[Run]:
     """Every question's runs in one list, each run once (rq2's singles are rq1's, one base run
     per model). Stages repeat across questions (rq1's singles at f=1 are rq4's, rq2's mix at
-    f=1 is rq4's multi-task...); the plan trains each distinct stage id once."""
+    f=1 is rq4's multi-task...); the plan trains each distinct stage id once. `fractions_of`:
+    a question's own fractions where a preset gives them."""
     runs, labels = [], set()
     for question in ALL_QUESTIONS + (("tsne",) if tsne else ()):
-        for run in build_grid(question, models, fractions, ks, seeds):
+        own = fractions_of(question) if fractions_of else fractions
+        for run in build_grid(question, models, own, ks, seeds, spec):
             if run.label not in labels:
                 labels.add(run.label)
                 runs.append(run)

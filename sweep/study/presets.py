@@ -120,6 +120,10 @@ class Preset:
     max_concurrent: int | None = None  # None: as many runs as the cluster's GPUs (or CPUs) hold
     seed_varies: str = "both"  # what a replicate seed changes: "both", "data" or "train"
     fractions: tuple[Fraction, ...] | None = None  # the grid's f values; None: the paper's five
+    # A question's own f values where they differ from `fractions` ((question, fs), ...).
+    question_fractions: tuple[tuple[str, tuple[Fraction, ...]], ...] = ()
+    ks: tuple[Fraction, ...] | None = None  # DMT's k values; None: the paper's five
+    amount: Fraction = Fraction(1)  # rq4: what "all of a source" means (the paper: 1)
     # The chat template of every model (`--template`); None: each model preset's own
     # (core.model), else the settings' (the paper's Vicuna).
     template: str | None = None
@@ -165,6 +169,10 @@ def smoke() -> Preset:
 
 
 LOCAL_FRACTIONS = (Fraction(1, 4),)
+# The claims (sweep.claims) need more than rq2's one amount: rq1 at three (does math rise with
+# amount? does general level off?), rq4 on a quarter of each source with DMT at two k.
+LOCAL_RQ1_FRACTIONS = (Fraction(1, 2), Fraction(1, 4), Fraction(1, 16))
+LOCAL_AMOUNT, LOCAL_KS = Fraction(1, 4), (Fraction(1, 4), Fraction(1, 16))
 
 
 def local() -> Preset:
@@ -199,6 +207,9 @@ def local() -> Preset:
         storage="./runs/local",
         max_concurrent=1,
         fractions=LOCAL_FRACTIONS,
+        question_fractions=(("rq1", LOCAL_RQ1_FRACTIONS),),
+        ks=LOCAL_KS,
+        amount=LOCAL_AMOUNT,
     )
 
 
@@ -329,6 +340,9 @@ def preset_to_dict(preset: Preset) -> dict:
             "max_concurrent": preset.max_concurrent, "data_seed": preset.data_seed,
             "seed_varies": preset.seed_varies, "template": preset.template,
             "fractions": None if preset.fractions is None else [str(f) for f in preset.fractions],
+            "question_fractions": [[q, [str(f) for f in fs]] for q, fs in preset.question_fractions],
+            "ks": None if preset.ks is None else [str(k) for k in preset.ks],
+            "amount": str(preset.amount),
             "decontaminate": list(preset.decontaminate),
             "decontamination_items": preset.decontamination_items,
             "model_contents": [list(p) for p in preset.model_contents]}
@@ -349,6 +363,10 @@ def preset_from_dict(data: dict) -> Preset:
                   data_seed=data["data_seed"], seed_varies=data.get("seed_varies", "both"),
                   template=data.get("template"),
                   fractions=None if fractions is None else tuple(Fraction(f) for f in fractions),
+                  question_fractions=tuple((q, tuple(Fraction(f) for f in fs))
+                                           for q, fs in data.get("question_fractions", ())),
+                  ks=None if data.get("ks") is None else tuple(Fraction(k) for k in data["ks"]),
+                  amount=Fraction(data.get("amount", "1")),
                   decontaminate=tuple(data.get("decontaminate", ())),
                   decontamination_items=data.get("decontamination_items"),
                   model_contents=tuple((m, c) for m, c in data.get("model_contents", ())))

@@ -38,27 +38,39 @@ def mix(amounts: dict[str, Amount]) -> tuple[Stage, ...]:
     return (Stage(make_recipe(amounts.items())),)
 
 
-def multi_task(sources: Sequence[str] = ("math", "code", "general")) -> tuple[Stage, ...]:
-    """Every source in full, in one stage."""
-    return mix({s: ONE for s in sources})
+def multi_task(sources: Sequence[str] = ("math", "code", "general"),
+               amount: Amount = ONE) -> tuple[Stage, ...]:
+    """Every source at `amount` (all of it by default), in one stage."""
+    return mix({s: amount for s in sources})
 
 
-def sequential(order: Sequence[str] = ("code", "math", "general")) -> tuple[Stage, ...]:
-    """One full source per stage, in order (the paper: code, then math, then general)."""
-    return tuple(Stage(make_recipe([(s, ONE)])) for s in order)
+def sequential(order: Sequence[str] = ("code", "math", "general"),
+               amount: Amount = ONE) -> tuple[Stage, ...]:
+    """One source per stage, in order (the paper: code, then math, then general)."""
+    return tuple(Stage(make_recipe([(s, amount)])) for s in order)
 
 
-def mixed_sequential(general: str = "general") -> tuple[Stage, ...]:
+def mixed_sequential(general: str = "general", specialized: Sequence[str] = SPECIALIZED,
+                     amount: Amount = ONE) -> tuple[Stage, ...]:
     """Specialized data mixed first, general data second."""
     return (
-        Stage(make_recipe([(s, ONE) for s in SPECIALIZED])),
-        Stage(make_recipe([(general, ONE)])),
+        Stage(make_recipe([(s, amount) for s in specialized])),
+        Stage(make_recipe([(general, amount)])),
     )
 
 
-def dmt(k: Amount, general: str = "general") -> tuple[Stage, ...]:
-    """Dual-stage Mixed Fine-tuning: specialized first, then general plus k of each specialized
-    source. k = 0 is mixed sequential (the zero amounts drop out of the recipe)."""
-    first = Stage(make_recipe([(s, ONE) for s in SPECIALIZED]))
-    second = Stage(make_recipe([(general, ONE)] + [(s, k) for s in SPECIALIZED]))
+def dmt(k: Amount, general: str = "general", specialized: Sequence[str] = SPECIALIZED,
+        amount: Amount = ONE) -> tuple[Stage, ...]:
+    """Dual-stage Mixed Fine-tuning: specialized first, then general plus k of the specialized
+    data the first stage trained on (k x `amount` of each source: the nested subsets make it a
+    part of that data). k = 0 is mixed sequential (the zero amounts drop out of the recipe)."""
+    first = Stage(make_recipe([(s, amount) for s in specialized]))
+    second = Stage(make_recipe([(general, amount)] + [(s, _times(k, amount)) for s in specialized]))
     return (first, second)
+
+
+def _times(k: Amount, amount: Amount) -> Amount:
+    """k of `amount`: a fraction of a fraction is exact; a count k is a count."""
+    if isinstance(k, int) or amount == ONE:
+        return k
+    return k * amount

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from core.cache import cache_root
 from core.ids import content_hash, fingerprint_sources
-from trainers.data.corpora import FILES, GENERATOR_VERSION, specs_of, write_builtin_corpora
+from trainers.data.corpora import CORPUS_VERSIONS, FILES, specs_of, write_builtin_corpora
 from trainers.data.decontamination import items_identity
 from trainers.data.source_spec import NOCM, NOCM_BASE, SourceSpec
 from trainers.data.tagging import NOCM_TAGS
@@ -31,12 +31,12 @@ HELD_OUT = ("math_test", "general_test")  # evaluation's splits: never trained o
 
 def builtin_fingerprint(sizes: Mapping[str, int], seed: int,
                         decontaminate: str | None = None) -> dict:
-    """What identifies each built-in training source in a stage id: the generator's version,
+    """What identifies each built-in training source in a stage id: its generator's version,
     the size and the seed fix its bytes, not the folder it lands in. `sizes` as the preset
     gives them (a size not given is None here; the generator uses its default).
     `decontaminate`: the test-items file the sources leave overlaps with, named by its hash."""
     def fields(name: str, corpus: str, exclude: tuple[str, ...] = ()) -> dict:
-        out = {"location": f"builtin:{name}", "generator_version": GENERATOR_VERSION,
+        out = {"location": f"builtin:{name}", "generator_version": CORPUS_VERSIONS[corpus],
                "size": sizes.get(corpus), "seed": seed, "exclude_tags": ",".join(exclude)}
         if decontaminate is not None:
             out["decontaminate"] = items_identity(decontaminate)
@@ -52,7 +52,7 @@ def builtin_folder(sizes: Mapping[str, int], seed: int) -> str:
     that fixes their bytes."""
     return "corpora/" + content_hash({"sources": builtin_fingerprint(sizes, seed),
                                      "sizes": sorted(map(list, sizes.items())),
-                                     "generator_version": GENERATOR_VERSION, "seed": seed})
+                                     "generator_versions": CORPUS_VERSIONS, "seed": seed})
 
 
 def write_builtin_sources(storage: Storage, sizes: Mapping[str, int], seed: int, *,

@@ -1,7 +1,8 @@
 """Built-in offline corpora: SYNTHETIC data from our own seeded generator, in the real formats.
 
 `math` (GSM8K-RFT query/response, several reasoning paths per question, answers end `#### N`),
-`code` (Code Alpaca instruction/input/output of small, correct Python functions), `general`
+`code` (Code Alpaca rows that complete Python functions from a signature and docstring, each
+tested when written: trainers/data/code_corpus.py), `general`
 (ShareGPT multi-turn chats, longer, some about code or math), and two held-out splits that are
 never trained on: `math_test` (GSM8K question/answer, no question shared with `math`; any size,
 e.g. 300+) and `general_test` (ShareGPT chats from their own seeded stream, none equal to a
@@ -17,6 +18,7 @@ import json
 import random
 from pathlib import Path
 
+from trainers.data.code_corpus import generate_code
 from trainers.data.source_spec import NOCM, NOCM_BASE, SourceSpec, derive_nocm
 
 DEFAULT_SIZES = {"math": 2000, "code": 1000, "general": 1000, "math_test": 200,
@@ -25,9 +27,12 @@ FILES = {"math": ("math_rft.jsonl", "rft"), "code": ("code_alpaca.json", "code_a
          "general": ("general_sharegpt.json", "sharegpt"),
          "math_test": ("math_test_gsm8k.jsonl", "gsm8k"),
          "general_test": ("general_test_sharegpt.json", "sharegpt")}
-# Bumped only when the bytes of an existing corpus change for a given seed and size (adding
-# general_test, a corpus of its own stream, changed none).
-GENERATOR_VERSION = 1
+# Each corpus's generator version, bumped only when that corpus's bytes change for a given seed
+# and size: a stage id carries the version of each source it reads, so a new code corpus renames
+# the stages that read code and no others. code 2: HumanEval-style function completion, tested
+# (trainers/data/code_corpus.py); code 1 was instruction-only snippets, kept for the code chats
+# in `general` (code_example).
+CORPUS_VERSIONS = {"math": 1, "code": 2, "general": 1, "math_test": 1, "general_test": 1}
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jamal",
          "Kira", "Liam", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sami", "Tara"]
 ITEMS = ["apples", "stickers", "marbles", "pencils", "cookies", "stamps", "shells", "cards"]
@@ -139,7 +144,7 @@ def generate_math_test(n: int, train_questions: set[str], seed: int = 0) -> list
     return rows
 
 
-# ---- code: (instruction, input example, code, reference) with a free constant k ---------------
+# ---- code snippets for the code chats of `general` (the `code` corpus: code_corpus.py) -----
 
 CODE_TEMPLATES = (
     (("Write a Python function `{f}` that returns the sum of the numbers in a list that are "
@@ -201,15 +206,6 @@ def code_example(r: random.Random) -> dict:
     args = json.loads(example) if example else None
     return {"instruction": instruction.format(**fmt), "input": example,
             "output": code.format(**fmt), "_call": args, "_expect": reference(k, args)}
-
-
-def generate_code(n: int, seed: int = 0) -> list[dict]:
-    r, rows = random.Random(f"code-{seed}"), []
-    for i in range(n):
-        row = code_example(r)
-        rows.append({"id": f"syn-code-{i:06d}", "instruction": row["instruction"],
-                     "input": row["input"], "output": row["output"]})
-    return rows
 
 
 # ---- general: ShareGPT chats, longer than math/code; ~10% about code, ~10% about math ----------
@@ -349,7 +345,7 @@ def write_builtin_corpora(directory, sizes: dict[str, int] | None = None,
     for name, (filename, _) in FILES.items():
         paths[name] = out / filename
         _write(paths[name], rows[name])
-    meta = {"synthetic": True, "generator": "trainers.data.corpora", "version": GENERATOR_VERSION,
+    meta = {"synthetic": True, "generator": "trainers.data.corpora", "versions": CORPUS_VERSIONS,
             "seed": seed, "sizes": sizes, "files": {k: v[0] for k, v in FILES.items()}}
     (out / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
     (out / "README.md").write_text(

@@ -11,9 +11,9 @@ import statistics
 import pytest
 
 from trainers.data.corpora import (
+    CORPUS_VERSIONS,
     DEFAULT_SIZES,
     FILES,
-    GENERATOR_VERSION,
     chat_text,
     code_example,
     folder_specs,
@@ -84,7 +84,7 @@ def test_math_test_shares_no_question_with_math(corpora):
     assert all(t["answer"].split("\n")[-1].startswith("#### ") for t in test)
 
 
-def test_code_outputs_run_and_give_the_reference_answer():
+def test_the_code_chats_of_general_run_and_give_the_reference_answer():
     rng = random.Random(7)
     for _ in range(200):
         row = code_example(rng)
@@ -113,15 +113,17 @@ def test_chats_are_longer_multi_turn_and_some_are_code_or_math(corpora):
     assert len(nocm) + rejects.total == len(general)
 
 
-# sha256 (first 16 hex) of each file for seed 0 at these sizes, as GENERATOR_VERSION 1 writes them:
-# a change here changes what existing runs trained on (bump GENERATOR_VERSION, never silently)
+# sha256 (first 16 hex) of each file for seed 0 at these sizes, as CORPUS_VERSIONS write them: a
+# change here changes what existing runs trained on (bump that corpus's version, never silently).
+# code: version 2 (function completion, trainers/data/code_corpus.py); the others version 1.
 PINNED_SIZES = {"math": 50, "code": 20, "general": 20, "math_test": 10, "general_test": 10}
-PINNED = {"math": "75e581fa8d2158b8", "code": "eb58f432881ce656", "general": "84243f85a92e4d85",
+PINNED = {"math": "75e581fa8d2158b8", "code": "65db401d908a3e60", "general": "84243f85a92e4d85",
           "math_test": "836d0bc9c703e412", "general_test": "222c312f3c185317"}
 
 
 def test_corpus_bytes_are_pinned(tmp_path):
-    assert GENERATOR_VERSION == 1
+    assert CORPUS_VERSIONS == {"math": 1, "code": 2, "general": 1, "math_test": 1,
+                               "general_test": 1}
     paths = write_builtin_corpora(tmp_path, PINNED_SIZES)
     assert set(paths) == set(FILES) == set(PINNED)
     got = {name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for name, path in paths.items()}
