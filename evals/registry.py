@@ -29,7 +29,6 @@ from trainers.data.records import Rejects
 from trainers.data.vicuna import STOP
 
 EVALS = ("gsm8k", "humaneval", "humanevalplus", "mtbench", "general_loss")
-
 @dataclass(frozen=True)
 class Evaluator:
     """How `evaluate` runs one eval: its identity for the cache, and the run itself."""

@@ -27,7 +27,8 @@ from core.settings import DEFAULT_TEMPLATE, TEMPLATES
 from evals.cache import EvalCache, data_identity, make_key, model_identity
 from evals.judge import JudgeConfig
 from evals.registry import EVALS, LoadedModel, evaluator_for
-from evals.stats import bootstrap_mean_ci, is_binary, wilson
+from evals.spec import kinds_of
+from evals.stats import interval
 
 HEADLINE = {"gsm8k": "accuracy_flexible", "humaneval": "pass@1", "humanevalplus": "pass@1",
             "mtbench": "score", "general_loss": "general_loss"}
@@ -104,13 +105,13 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
                        data_identity(data.get(name)))
         hit = cache.get(key) if cache else None
         if hit is not None and "items" in hit:
-            results[name] = {**hit, "cached": True}
+            results[name] = {**hit, "cached": True, "kinds": kinds_of(hit)}
             emit("cached", *[questions(hit)] * 2)
             continue
         started = time.time()
         result = evaluator.run(loaded, out, own_limit, data.get(name))
         result = {**result, "model": identity, "limit": own_limit,
-                  "wall_s": time.time() - started}
+                  "wall_s": time.time() - started, "kinds": kinds_of(result)}
         if cache:
             cache.put(key, result)
         results[name] = {**result, "cached": False}
@@ -135,11 +136,12 @@ def item_values(result: Mapping[str, Any]) -> dict[str, list[float]]:
 
 def intervals(result: Mapping[str, Any], name: str = "") -> list[dict]:
     """One row per metric to show: `metric`, `value` (from `metrics`), `n` items and the 95%
-    interval `lo`, `hi` over them (Wilson for 0/1 outcomes, else a seeded bootstrap of the
-    mean; None without items). The headline metric first, then the other itemized metrics,
-    then aggregates without items (general_loss_tokens)."""
+    interval `lo`, `hi` over them as the metric's kind decides (Wilson for a binary metric, a
+    seeded bootstrap of the mean for a continuous one; None without items). The headline
+    metric first, then the other itemized metrics, then aggregates without items
+    (general_loss_tokens)."""
     metrics = result.get("metrics") or {}
-    values = item_values(result)
+    values, kinds = item_values(result), kinds_of(result)
     headline = HEADLINE.get(name or result.get("eval", ""), "score")
     names = list(dict.fromkeys([headline, *values]))
     if "general_loss_tokens" in metrics:
@@ -149,8 +151,7 @@ def intervals(result: Mapping[str, Any], name: str = "") -> list[dict]:
         items = values.get(metric, [])
         lo = hi = None
         if items:
-            lo, hi = (wilson(sum(items), len(items)) if is_binary(items)
-                      else bootstrap_mean_ci(items))
+            _, lo, hi, _ = interval(items, kinds[metric])
         n = len(items) if items else None
         if metric == "general_loss_tokens":
             n = (result.get("counts") or {}).get("tokens")

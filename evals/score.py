@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from evals import gsm8k, humaneval
 from evals.sandbox import IsolationRefused
-from evals.spec import RecordError, iter_jsonl
+from evals.spec import METRIC_KINDS, RecordError, iter_jsonl
 from evals.stats import interval
 
 EVALS = ("gsm8k", "humaneval", "humanevalplus")
@@ -105,7 +105,8 @@ def _result(name, version, metrics, records, completions: Completions, items) ->
 
 def _with_interval(result: dict, metric: str) -> str:
     """'0.4200 [95% CI 0.3280, 0.5179] n=100' from the per-item outcomes."""
-    mean, lo, hi, n = interval([i["value"] for i in result["items"] if i["metric"] == metric])
+    mean, lo, hi, n = interval([i["value"] for i in result["items"] if i["metric"] == metric],
+                               METRIC_KINDS[metric])
     if n == 0:
         return "- (n=0)"
     return f"{mean:.4f} [95% CI {lo:.4f}, {hi:.4f}] n={n}"

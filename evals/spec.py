@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from trainers.data.records import RecordError
 
-__all__ = ["EvalSpec", "Progress", "RecordError", "iter_jsonl", "read_jsonl", "write_jsonl"]
+__all__ = ["METRIC_KINDS", "EvalSpec", "Progress", "RecordError", "iter_jsonl", "kinds_of",
+           "read_jsonl", "write_jsonl"]
 
 # How a long step of an eval says how far it is: progress(items done, items in all).
 Progress = Callable[[int, int], None]
@@ -99,3 +101,22 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     tmp.replace(path)
     return path
+
+
+# Each metric's kind decides its interval and paired test (evals/stats.py): "binary" (0/1 per
+# item: Wilson, exact McNemar) or "continuous" (any number per item: bootstrap, sign-flip). An
+# evaluator may name its own in its result's "kinds" (lm-eval tasks do).
+METRIC_KINDS = {"accuracy_strict": "binary", "accuracy_flexible": "binary", "pass@1": "binary",
+                "ref_logprob": "continuous", "score": "continuous",
+                "general_loss": "continuous"}
+
+
+def kinds_of(result: Mapping[str, Any]) -> dict[str, str]:
+    """The kind of each metric that has per-item outcomes in `result`."""
+    own = dict(result.get("kinds") or {})
+    itemized = dict.fromkeys(i["metric"] for i in result.get("items") or ())
+    missing = [m for m in itemized if m not in own and m not in METRIC_KINDS]
+    if missing:
+        raise ValueError(f"{result.get('eval', 'eval')}: metrics {missing} have no kind "
+                         "(binary or continuous)")
+    return {m: own.get(m) or METRIC_KINDS[m] for m in itemized}

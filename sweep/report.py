@@ -1,7 +1,10 @@
-"""The report of a sweep's storage (or of exported results): report.md, report.json and figures.
+"""The report of a sweep's storage, or of results exported from one (or written elsewhere):
+report.md, report.json and figures; `--export` writes the results for anyone to reanalyse.
     python -m sweep.report [--storage ./runs/local] [--out DIR]
-    python -m sweep.report --storage S --json            # rows, base rows, comparisons as JSON
+    python -m sweep.report --results DIR                 # a runs.csv + items.csv export
+    python -m sweep.report --storage S --json            # rows, base, comparisons, claims
     python -m sweep.report --storage S --compare RUN_A RUN_B   # one paired comparison
+    python -m sweep.report --storage S --export DIR      # runs.csv, items.csv (docs/RESULTS_FORMAT.md)
 """
 
 from __future__ import annotations
@@ -10,31 +13,48 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from core.storage import Storage
 from sweep.reporting import compare
-from sweep.reporting.budget import stored_budget
 from sweep.reporting.document import build_report, report_json, write_report
+from sweep.reporting.result_set import ResultSet
+
+
+def add_source_flags(p: argparse.ArgumentParser) -> None:
+    """--storage or --results: every analysis command reads either."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--storage", default=None,
+                       help="the sweep's storage, a path or URI (default ./runs/local)")
+    where.add_argument("--results", metavar="DIR",
+                       help="a folder with runs.csv and items.csv (an --export, or your own)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m sweep.report", description=__doc__)
-    p.add_argument("--storage", default="./runs/local", help="the sweep's storage (path or URI)")
+    p = argparse.ArgumentParser(prog="python -m sweep.report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_source_flags(p)
     p.add_argument("--out", help="where to write report.md, report.json and the PNGs")
-    p.add_argument("--json", action="store_true", help="print rows, base and comparisons as JSON")
+    p.add_argument("--json", action="store_true", help="print rows, base, comparisons, claims")
     p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                    help="paired comparison of two runs (run ids), B minus A, every metric")
+    p.add_argument("--export", metavar="DIR", help="write runs.csv and items.csv into DIR")
     args = p.parse_args(argv)
-    storage = Storage(args.storage)
+    try:
+        results = ResultSet.load(args.storage, args.results)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    if args.export:
+        print(f"exported {len({r['run_id'] for r in results.rows})} runs to "
+              f"{results.export(args.export)}")
+        return
     if args.compare:
         a, b = args.compare
-        for c in compare.compare_runs(storage, [a], [b]):
+        for c in compare.compare_runs(results, [a], [b]):
             print(compare.format_comparison(c, a, b))
         return
     if args.json:
-        _, tested, cells = build_report(storage)
-        print(json.dumps(report_json(cells, tested, stored_budget(storage)), indent=1))
+        _, tested, cells, claims = build_report(results)
+        print(json.dumps(report_json(cells, tested, claims), indent=1))
         return
-    print(f"report: {write_report(storage, args.out)}")
+    print(f"report: {write_report(results, args.out)}")
 
 
 if __name__ == "__main__":

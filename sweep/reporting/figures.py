@@ -14,14 +14,7 @@ import matplotlib
 import pyarrow.parquet as pq
 
 from core.storage import Storage
-from sweep.reporting.tables import (
-    ABILITIES,
-    BASE,
-    Cells,
-    grid_points,
-    question_rows,
-    questions_present,
-)
+from sweep.reporting.tables import BASE, Cells, question_rows, questions_present
 
 FILES = {"rq1": "fig2_rq1_single_source.png", "rq2": "fig3_rq2_mixed_vs_single.png",
          "rq3": "fig4_rq3_ratio_setups.png", "rq4": "table1_rq4_strategies.png",
@@ -36,29 +29,25 @@ def _plt():
 
 
 def _panel(ax, model, ability, rows, cells: Cells) -> bool:
-    """One ability: each variant's points with error bars, base as a band. False if empty."""
-    drawn = False
-    variants = list(rows[0][1]) if rows else []
-    width = 0.8 / max(1, len(variants))
-    for vi, variant in enumerate(variants):
-        xs, ys, lo, hi = [], [], [], []
-        for x, (_, spots) in enumerate(rows):
-            cell = cells.get(model, spots[variant](ability), ability.metric)
-            if cell and cell.value is not None:
-                xs.append(x + (vi - (len(variants) - 1) / 2) * width)
-                ys.append(cell.value)
-                lo.append(cell.value - cell.ci_low)
-                hi.append(cell.ci_high - cell.value)
-        if xs:
-            ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=4, label=variant or model)
-            drawn = True
+    """One ability: each row's point with its error bar, the base model as a band."""
+    xs, ys, lo, hi, labels = [], [], [], [], []
+    for x, row in enumerate(rows):
+        cell = cells.get(model, row.spot, ability.metric)
+        labels.append(row.label)
+        if cell and cell.value is not None:
+            xs.append(x)
+            ys.append(cell.value)
+            lo.append(cell.value - cell.ci_low)
+            hi.append(cell.ci_high - cell.value)
+    drawn = bool(xs)
+    if xs:
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=4, label=model)
     base = cells.get(model, BASE, ability.metric)
     if base and base.value is not None:
         ax.axhline(base.value, color="grey", linestyle="--", label="base model")
         ax.axhspan(base.ci_low, base.ci_high, color="grey", alpha=0.15)
         drawn = True
-    ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=30, fontsize=7,
-                  ha="right")
+    ax.set_xticks(range(len(rows)), labels, rotation=35, fontsize=6, ha="right")
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_title(ability.title, fontsize=8)
     if drawn:
@@ -66,15 +55,15 @@ def _panel(ax, model, ability, rows, cells: Cells) -> bool:
     return drawn
 
 
-def question_figure(path: Path, question: str, model: str, cells: Cells, fs, ks) -> bool:
-    rows = question_rows(question, fs, ks)
-    plt = _plt()
-    abilities = [a for a in ABILITIES
-                 if any((c := cells.get(model, fn(a), a.metric)) and c.value is not None
-                        for _, spots in rows for fn in spots.values())]
+def question_figure(path: Path, question: str, model: str, cells: Cells) -> bool:
+    rows, _ = question_rows(question, cells)
+    abilities = [a for a in cells.abilities
+                 if any((c := cells.get(model, r.spot, a.metric)) and c.value is not None
+                        for r in rows)]
     if not abilities:
         return False
-    fig, axes = plt.subplots(1, len(abilities), figsize=(4.5 * len(abilities), 3.8),
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(abilities), figsize=(4.5 * len(abilities), 4.2),
                              squeeze=False)
     for ax, ability in zip(axes[0], abilities, strict=True):
         _panel(ax, model, ability, rows, cells)
@@ -86,13 +75,12 @@ def question_figure(path: Path, question: str, model: str, cells: Cells, fs, ks)
 
 
 def write_figures(cells: Cells, out: Path, storage: Storage | None = None) -> list[Path]:
-    fs, ks = grid_points(cells)
     written = []
     for question in questions_present(cells):
         for model in cells.models:
             suffix = "" if len(cells.models) == 1 else f"_{model}"
             path = out / FILES[question].replace(".png", f"{suffix}.png")
-            if question_figure(path, question, model, cells, fs, ks):
+            if question_figure(path, question, model, cells):
                 written.append(path)
     if storage is not None:
         titles = {r["run_id"]: f"{r['model']}: {r['strategy']}" + (f" (k={r['k']})" if r["k"]

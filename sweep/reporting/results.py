@@ -21,9 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.storage import Storage
+from evals.spec import kinds_of
 from evals.stats import interval
 from sweep.study import paper
 from sweep.study.grid import Run
+from trainers.data.recipe import format_recipe
 
 RESULTS_DIR = "results"
 
@@ -61,6 +63,12 @@ SCHEMA = pa.schema([
     ("transformers_version", pa.string()),
     ("ray_version", pa.string()),
     ("deepspeed_version", pa.string()),
+    # How the metric is read (null in results written before: metric_kind() knows the built-in
+    # ones): "binary" (0/1 per item: Wilson, exact McNemar, shown in %) or "continuous".
+    ("kind", pa.string()),
+    ("higher_is_better", pa.bool_()),  # null: higher (all but losses and perplexities)
+    ("stages", pa.list_(pa.string())),  # each stage's recipe, in order (null: before)
+    ("proxy", pa.string()),  # "full", or the cheaper setting that trained the run (null: full)
 ])
 # The judge's snapshot is provenance too, but per row (it graded MT-Bench rows only): the
 # `judge_snapshot` column above.
@@ -83,11 +91,13 @@ class Measurement:
     metric: str
     value: float | None
     judged: bool = True
+    kind: str = "continuous"
     n: int | None = None
     ci_low: float | None = None
     ci_high: float | None = None
     judge_snapshot: str | None = None
     isolation: str | None = None
+    higher_is_better: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,9 +123,14 @@ def provenance_columns(provenance: Mapping | None) -> dict:
                for lib in ("torch", "transformers", "ray", "deepspeed")}}
 
 
+def at_paper_scale(run: Run) -> bool:
+    """rq4 on a part of every source (the local preset's 1/4) is not the paper's cell."""
+    return not (run.question == "rq4" and run.fraction is not None)
+
+
 def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
              measurements: Sequence[Measurement], cost: RunCost,
-             provenance: Mapping | None = None) -> list[dict]:
+             provenance: Mapping | None = None, proxy: str = "full") -> list[dict]:
     """The run's rows in SCHEMA, with the paper's value wherever paper.py has the cell and the
     sweep's provenance (sweep.execution.provenance) on every row."""
     amount = run.k if run.strategy == "DMT" else run.fraction
@@ -133,8 +148,10 @@ def rows_for(run: Run, run_id: str, preset: str, stage_ids: Sequence[str],
             "tokens_trained": cost.tokens_trained,
             "tokens_in_stages": cost.tokens_in_stages, "wall_hours": cost.wall_hours,
             "gpu_hours": cost.gpu_hours,
-            "paper_value": ref and paper.paper_value(run.question, run.model, run.strategy,
-                                                     amount, ref),
+            "paper_value": ref and at_paper_scale(run) and paper.paper_value(
+                run.question, run.model, run.strategy, amount, ref),
+            "kind": m.kind, "higher_is_better": m.higher_is_better,
+            "stages": [format_recipe(s.recipe) for s in run.stages], "proxy": proxy,
             **prov, "model_content": (provenance or {}).get("models", {}).get(run.model),
         })
     return rows
@@ -151,19 +168,37 @@ METRIC_NAMES = {("gsm8k", "accuracy_strict"): "gsm8k/strict",
                 ("humanevalplus", "ref_logprob"): "humanevalplus/ref_logprob",
                 ("mtbench", "score"): "mtbench/mean",
                 ("general_loss", "general_loss"): "general/loss"}
-PERCENT = {"gsm8k/strict", "gsm8k/flexible", "humaneval/pass@1", "humanevalplus/pass@1"}
+# The built-in metrics' kinds, for results written before rows carried theirs.
+BUILTIN_KINDS = {"gsm8k/strict": "binary", "gsm8k/flexible": "binary",
+                 "humaneval/pass@1": "binary", "humanevalplus/pass@1": "binary",
+                 "gsm8k/ref_logprob": "continuous", "humaneval/ref_logprob": "continuous",
+                 "humanevalplus/ref_logprob": "continuous", "mtbench/mean": "continuous",
+                 "general/loss": "continuous"}
 LOWER_IS_BETTER = {"general/loss"}  # losses; everything else (accuracy, log-prob) is higher
 
 
 def metric_name(evaluation: str, key: str) -> str | None:
-    # Per-turn and per-category MT-Bench grades, counts and bookkeeping (problems, passed,
-    # isolation) stay in the eval's own records.
+    """evals.run's (eval, metric key) -> the results table's name: the built-in table, or
+    `TASK/METRIC` for an lm-evaluation-harness task (`lm-eval:TASK`). Per-turn and
+    per-category MT-Bench grades, counts and bookkeeping stay in the eval's own records."""
+    if evaluation.startswith("lm-eval:"):
+        return f"{evaluation.removeprefix('lm-eval:')}/{key}"
     return METRIC_NAMES.get((evaluation, key))
 
 
-def scale(metric: str, value: float | None) -> float | None:
-    """Raw eval units (fractions) -> the table's (percent for accuracies)."""
-    return None if value is None else (100.0 * value if metric in PERCENT else float(value))
+def metric_kind(row: Mapping) -> str:
+    """A result row's kind: its own, else the built-in table's; an error for a metric neither
+    knows (its interval and test would otherwise be guessed from its values)."""
+    kind = row.get("kind") or BUILTIN_KINDS.get(row["metric"])
+    if kind is None:
+        raise ValueError(f"run {row.get('run_id')}: metric {row['metric']!r} has no kind "
+                         "(binary or continuous)")
+    return kind
+
+
+def scale(kind: str, value: float | None) -> float | None:
+    """Raw eval units -> the table's: a binary metric (a share of 0/1 outcomes) in percent."""
+    return None if value is None else (100.0 * value if kind == "binary" else float(value))
 
 
 def items_of(out: dict) -> dict[str, dict[str, float]]:
@@ -191,15 +226,19 @@ def measurements_of(out: dict) -> list[Measurement]:
             metric = metric_name(name, key)
             if metric is None or (value is None and judged):
                 continue
+            kind = kinds_of(result).get(key) or BUILTIN_KINDS.get(metric, "continuous")
+            better = metric not in LOWER_IS_BETTER and (result.get("higher_is_better") or
+                                                         {}).get(key, True)
             if not judged:
-                rows.append(Measurement(metric, None, False))
+                rows.append(Measurement(metric, None, False, kind, higher_is_better=better))
                 continue
             per_item = list(items.get(metric, {}).values())
             if not per_item:
                 raise ValueError(f"{name}/{key}: no per-item outcomes, so no interval")
-            _, lo, hi, n = interval(per_item)
-            rows.append(Measurement(metric, scale(metric, value), True, n,
-                                    scale(metric, lo), scale(metric, hi), **marks))
+            _, lo, hi, n = interval(per_item, kind)
+            rows.append(Measurement(metric, scale(kind, value), True, kind, n,
+                                    scale(kind, lo), scale(kind, hi), higher_is_better=better,
+                                    **marks))
     return rows
 
 

@@ -16,6 +16,7 @@ from sweep.execution.provenance import (
     sweep_provenance,
 )
 from sweep.reporting.document import build_report, report_json
+from sweep.reporting.result_set import ResultSet
 from sweep.reporting.results import (
     SCHEMA,
     Measurement,
@@ -77,7 +78,7 @@ def test_rows_carry_provenance_and_old_files_read_it_as_null(tmp_path):
     assert rows["old"]["code_version"] is None and rows["old"]["torch_version"] is None
     assert rows["old"]["judge_snapshot"] is None and rows["new"]["judge_snapshot"] is None
 
-    text, tested, cells = build_report(tmp_path)
+    text, tested, cells, _ = build_report(ResultSet.from_storage(tmp_path))
     assert text.count("## Provenance") == 1
     assert "runs differ in code:" in text
     assert f"{prov['code_version']}" in text and "unknown (written before provenance" in text
@@ -93,6 +94,6 @@ def test_one_code_version_is_printed_once_without_a_difference(tmp_path):
     prov = sweep_provenance(presets.smoke())
     write_result(tmp_path, "a", _rows("a", prov))
     write_result(tmp_path, "b", _rows("b", prov))
-    text, _, _ = build_report(tmp_path)
+    text, _, _, _ = build_report(ResultSet.from_storage(tmp_path))
     assert "runs differ" not in text and text.count(prov["code_version"]) == 1
     assert f"ray {prov['libraries']['ray']}" in text

@@ -55,6 +55,7 @@ def test_the_report_sets_the_stored_plan_beside_what_runs_used(tmp_path):
     results: planned, used, used/planned of the finished runs, and what is left."""
     from sweep.reporting.budget import write_planned
     from sweep.reporting.document import build_report, report_json
+    from sweep.reporting.result_set import ResultSet
 
     preset = presets.paper()
     plan = build_plan(grid.build_grid("rq2", ["llama_7b"]), preset)
@@ -67,8 +68,9 @@ def test_the_report_sets_the_stored_plan_beside_what_runs_used(tmp_path):
         [Measurement("gsm8k/flexible", 40.0, n=1319, ci_low=37.4, ci_high=42.7)],
         RunCost(tokens_trained=1, tokens_in_stages=1, wall_hours=3.0, gpu_hours=2 * planned)))
 
-    text, tested, cells = build_report(storage)
-    rq2 = report_json(cells, tested, budget(plan, storage))["gpu_hours"]["rq2"]
+    text, tested, cells, _ = build_report(ResultSet.from_storage(storage))
+    assert report_json(cells, tested)["gpu_hours"] == budget(plan, storage)
+    rq2 = report_json(cells, tested)["gpu_hours"]["rq2"]
     assert rq2["finished"] == 1 and rq2["used_gpu_hours"] == pytest.approx(2 * planned, abs=1e-3)
     line = next(ln for ln in text.splitlines() if ln.startswith("| rq2 |"))
     runs = sum(p.run.question == "rq2" for p in plan.runs)

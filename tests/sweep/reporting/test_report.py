@@ -12,9 +12,9 @@ from fractions import Fraction as F
 
 import pytest
 
-from core.storage import Storage
 from sweep.report import main
 from sweep.reporting.document import build_report, write_report
+from sweep.reporting.result_set import ResultSet
 from sweep.reporting.results import (
     RunCost,
     item_rows,
@@ -83,9 +83,9 @@ def test_items_round_trip_through_storage(tmp_path):
         read_items(tmp_path, "nope")
 
 
-def test_rq2_report_has_base_single_mixed_and_holm_verdicts(tmp_path):
+def test_rq2_report_has_base_every_run_on_every_ability_and_holm_verdicts(tmp_path):
     _write_sweep(tmp_path)
-    text, tested, _ = build_report(Storage(str(tmp_path)))
+    text, tested, _, _ = build_report(ResultSet.from_storage(str(tmp_path)))
     rq2 = text.split("### RQ2")[1].split("### ")[0]
     lines = [ln for ln in rq2.splitlines() if ln.startswith("|")]
     header = lines[0]
@@ -93,30 +93,48 @@ def test_rq2_report_has_base_single_mixed_and_holm_verdicts(tmp_path):
     assert "MT-Bench" not in header  # never judged: no all-empty column
     base = next(ln for ln in lines if ln.startswith("| base model"))
     assert "n=120" in base and "n=20 (floor)" in base
-    single = next(ln for ln in lines if ln.startswith("| f=1/4 single"))
-    mixed = next(ln for ln in lines if ln.startswith("| f=1/4 mixed"))
-    # math training lifts GSM8K from ~2% to ~45%: significant against the base after Holm
-    assert single.split("|")[2].strip().endswith("*") and mixed.split("|")[2].strip().endswith("*")
-    assert "n=20 (floor)" in single and " *" not in single.split("|")[3]  # HumanEval: no effect
-    delta = next(ln for ln in lines if ln.startswith("| Δ mixed − single"))
-    assert "p_holm=" in delta
+    rows = {ln.split("|")[1].strip(): ln.split("|")[2:-1] for ln in lines[2:]}
+    # the full source x ability matrix: every run on every ability
+    for label in ("math only, f=1/4", "code only, f=1/4", "general only, f=1/4",
+                  "mixed, f=1/4"):
+        assert all(cell.strip() not in ("", "—") for cell in rows[label]), label
+    # math training lifts GSM8K from ~2% to ~45%: significant against the base after Holm;
+    # code alone does not
+    assert rows["math only, f=1/4"][0].strip().endswith("*")
+    assert rows["mixed, f=1/4"][0].strip().endswith("*")
+    assert not rows["code only, f=1/4"][0].strip().endswith("*")
+    assert "n=20 (floor)" in rows["math only, f=1/4"][1]
+    # mixed is compared with each ability's own source alone: GSM8K with math only
+    delta = rows["Δ mixed − math only, f=1/4"]
+    assert "p_holm=" in delta[0] and delta[2].strip() == "—"
+    assert "p_holm=" in rows["Δ mixed − general only, f=1/4"][2]
+    # each table states its test and its families with their sizes
+    fams = {(t.family, t.family_size) for t in tested if t.family.startswith("rq2")}
+    for family, size in fams:
+        if family.endswith("(headline)"):
+            assert f"family `{family}` ({size} tests, Holm)" in rq2
+    assert "Tests: exact McNemar, paired sign-flip." in rq2
     by = {(t.family.split(": ")[1], t.label_b, t.result.metric): t for t in tested
           if t.family.startswith("rq2")}
-    math_single = by[("vs base (headline)", "f=1/4 single", "gsm8k/flexible")]
+    math_single = by[("vs base (headline)", "math only, f=1/4", "gsm8k/flexible")]
     assert math_single.significant and math_single.result.test == "exact McNemar"
     assert math_single.p_holm >= math_single.result.p
-    same = by[("single vs mixed (headline)", "f=1/4 mixed", "gsm8k/flexible")]
+    assert math_single.family_size == len([t for t in tested
+                                           if t.family == math_single.family])
+    same = by[("mixed vs single (headline)", "mixed, f=1/4", "gsm8k/flexible")]
     assert same.result.n == 120 and not same.significant  # both trained on the same math
     assert "paper" in text and "41.98" in text  # the paper's Table 2 mix@1/4 for LLaMA-7B
+    assert "## Claims" in text
 
 
-def test_seeds_are_pooled_with_their_spread(tmp_path):
+def test_seeds_are_pooled_with_an_interval_over_seeds_and_items(tmp_path):
     _write_sweep(tmp_path, seeds=2)
     out = write_report(str(tmp_path), tmp_path / "report")
     text = (out / "report.md").read_text()
-    single = next(ln for ln in text.split("### RQ2")[1].splitlines()
-                  if ln.startswith("| f=1/4 single"))
-    assert "sd (2 seeds, n=120 each)" in single
+    rq2 = text.split("### RQ2")[1]
+    single = next(ln for ln in rq2.splitlines() if ln.startswith("| math only, f=1/4"))
+    assert "2 seeds x n=120, sd" in single.split("|")[2] and "[" in single.split("|")[2]
+    assert "Welch t over seeds" in rq2.split("### ")[0]  # the header names the test used
     assert (out / "fig3_rq2_mixed_vs_single.png").read_bytes()[:4] == b"\x89PNG"
 
 

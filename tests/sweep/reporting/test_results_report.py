@@ -87,6 +87,7 @@ def _judged_run(store, strategy, mt, snapshot):
 def test_report_never_mixes_judge_snapshots(tmp_path):
     from core.storage import Storage
     from sweep.reporting.document import build_report, report_json
+    from sweep.reporting.result_set import ResultSet
     from sweep.reporting.tables import Cells, Spot
 
     for strategy, mt in (("math only", 5.25), ("code only", 5.75)):
@@ -95,13 +96,13 @@ def test_report_never_mixes_judge_snapshots(tmp_path):
     rows = read_results(tmp_path).to_pylist()
     assert {r["judge_snapshot"] for r in rows if r["metric"] == "mtbench/mean"} == {
         "gpt-4-0613", "gpt-4-0125-preview"}
-    cells = Cells(rows)
+    cells = Cells(ResultSet.from_storage(tmp_path))
     assert cells.judge == "gpt-4-0613"
     assert [r["run_id"] for r in cells.set_aside["gpt-4-0125-preview"]] == ["rq1-gene"]
     general = Spot(("rq1",), "general only", F(1))
     assert cells.get("llama_7b", general, "mtbench/mean") is None  # not in any table
     assert cells.get("llama_7b", general, "gsm8k/flexible").value == 30  # other metrics stay
-    text, tested, cells = build_report(Storage(tmp_path))
+    text, tested, cells, _ = build_report(ResultSet.from_storage(Storage(tmp_path)))
     assert "MT-Bench judge: `gpt-4-0613`" in text
     assert "judged by more than one snapshot" in text
     aside = text[text.index("judged by more than one snapshot"):]
