@@ -8,6 +8,7 @@ power. Seeds shift a run's mean a little, as training seeds do."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -15,6 +16,15 @@ import numpy as np
 from scipy import stats as sp
 
 from sweep.reporting.result_set import ResultSet, _complete
+from sweep.reporting.results import (
+    RunCost,
+    item_rows,
+    measurements_of,
+    rows_for,
+    write_items,
+    write_result,
+)
+from sweep.study import grid
 
 F = Fraction
 SMALL, LARGE = "smollm2_135m", "llama_7b"
@@ -126,3 +136,42 @@ def results(world: World, seeds: int = 1, n: int = 400, models=(SMALL, LARGE), r
                         "value": scale * float(values.mean()), "judged": True, "n": n,
                         "ci_low": None, "ci_high": None}))
     return ResultSet(rows, "synthetic", _items=items)
+
+
+# ---- a small sweep in a storage, as the trials write it (the report's tests) ----------------
+
+COST = RunCost(tokens_trained=1, tokens_in_stages=1, wall_hours=0.1, gpu_hours=0.0)
+
+
+P_MATH = {"base": 0.02, "math only": 0.45, "code only": 0.02, "general only": 0.02, "mix": 0.45}
+
+
+def eval_out(strategy: str, seed: int) -> dict:
+    r = random.Random(f"{strategy}-{seed}")
+    gsm = [{"item": f"gsm8k/{i}", "metric": "accuracy_flexible",
+            "value": float(r.random() < P_MATH[strategy])} for i in range(120)]
+    lp = [{"item": f"gsm8k/{i}", "metric": "ref_logprob", "value": -1.5 + r.gauss(0, 0.1)}
+          for i in range(120)]
+    he = [{"item": f"HumanEval/{i}", "metric": "pass@1", "value": 0.0} for i in range(20)]
+    loss = [{"item": f"chat{i}", "metric": "general_loss",
+             "value": 2.0 - 0.3 * (strategy != "base") + r.gauss(0, 0.05)} for i in range(40)]
+
+    def mean(rows):
+        return sum(x["value"] for x in rows) / len(rows)
+
+    return {"gsm8k": {"metrics": {"accuracy_flexible": mean(gsm), "ref_logprob": mean(lp)},
+                      "items": gsm + lp},
+            "humaneval": {"metrics": {"pass@1": 0.0}, "items": he},
+            "general_loss": {"metrics": {"general_loss": mean(loss)}, "items": loss},
+            "mtbench": {"metrics": {"score": None}, "judged": False}}
+
+
+def write_sweep(store, seeds: int = 1) -> dict:
+    ids = {}
+    for i, run in enumerate(grid.build_grid("rq2", ["smollm2_135m"], (F(1, 4),), seeds=seeds)):
+        rid = f"{run.question}-{run.strategy.replace(' ', '_')}-s{run.seed}-{i}"
+        out = eval_out(run.strategy, run.seed)
+        write_items(store, rid, item_rows(rid, out))
+        write_result(store, rid, rows_for(run, rid, "local", [], measurements_of(out), COST))
+        ids[(run.strategy, run.seed)] = rid
+    return ids

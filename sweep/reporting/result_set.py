@@ -189,7 +189,8 @@ def _row(path, line, raw: dict, amount_columns: list[str], items) -> dict:
     row = {k: (v if v != "" else None) for k, v in raw.items() if not k.startswith(AMOUNT_PREFIX)}
     amounts = [(c.removeprefix(AMOUNT_PREFIX), parse_amount(raw[c])) for c in amount_columns
                if raw[c] not in ("", "0")]
-    row["amounts"] = ",".join(f"{s}={format_amount(a)}" for s, a in make_recipe(amounts))
+    row["amounts"] = ",".join(f"{s}={format_amount(a)}" for s, a in make_recipe(amounts)) \
+        if amounts else ""
     for name in ("fraction", "k"):
         if row.get(name) is not None:
             row[name] = format_amount(Fraction(row[name]))

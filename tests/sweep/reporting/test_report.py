@@ -5,65 +5,26 @@ sweep writes it (results + items), with outcomes drawn so that the expected verd
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
-from fractions import Fraction as F
 
 import pytest
+from synthetic import eval_out, write_sweep
 
 from sweep.report import main
 from sweep.reporting.document import build_report, write_report
 from sweep.reporting.result_set import ResultSet
 from sweep.reporting.results import (
-    RunCost,
-    item_rows,
     measurements_of,
     read_items,
-    rows_for,
-    write_items,
-    write_result,
 )
-from sweep.study import grid
 
-COST = RunCost(tokens_trained=1, tokens_in_stages=1, wall_hours=0.1, gpu_hours=0.0)
 # GSM8K accuracy by strategy: math training helps a lot, code and general do not.
-P_MATH = {"base": 0.02, "math only": 0.45, "code only": 0.02, "general only": 0.02, "mix": 0.45}
 
-
-def _eval_out(strategy: str, seed: int) -> dict:
-    r = random.Random(f"{strategy}-{seed}")
-    gsm = [{"item": f"gsm8k/{i}", "metric": "accuracy_flexible",
-            "value": float(r.random() < P_MATH[strategy])} for i in range(120)]
-    lp = [{"item": f"gsm8k/{i}", "metric": "ref_logprob", "value": -1.5 + r.gauss(0, 0.1)}
-          for i in range(120)]
-    he = [{"item": f"HumanEval/{i}", "metric": "pass@1", "value": 0.0} for i in range(20)]
-    loss = [{"item": f"chat{i}", "metric": "general_loss",
-             "value": 2.0 - 0.3 * (strategy != "base") + r.gauss(0, 0.05)} for i in range(40)]
-
-    def mean(rows):
-        return sum(x["value"] for x in rows) / len(rows)
-
-    return {"gsm8k": {"metrics": {"accuracy_flexible": mean(gsm), "ref_logprob": mean(lp)},
-                      "items": gsm + lp},
-            "humaneval": {"metrics": {"pass@1": 0.0}, "items": he},
-            "general_loss": {"metrics": {"general_loss": mean(loss)}, "items": loss},
-            "mtbench": {"metrics": {"score": None}, "judged": False}}
-
-
-def _write_sweep(store, seeds: int = 1) -> dict:
-    ids = {}
-    for i, run in enumerate(grid.build_grid("rq2", ["smollm2_135m"], (F(1, 4),), seeds=seeds)):
-        rid = f"{run.question}-{run.strategy.replace(' ', '_')}-s{run.seed}-{i}"
-        out = _eval_out(run.strategy, run.seed)
-        write_items(store, rid, item_rows(rid, out))
-        write_result(store, rid, rows_for(run, rid, "local", [], measurements_of(out), COST))
-        ids[(run.strategy, run.seed)] = rid
-    return ids
 
 
 def test_measurements_have_n_and_intervals_from_items():
-    got = {m.metric: m for m in measurements_of(_eval_out("math only", 0))}
+    got = {m.metric: m for m in measurements_of(eval_out("math only", 0))}
     flex = got["gsm8k/flexible"]
     assert flex.n == 120 and flex.ci_low <= flex.value <= flex.ci_high
     assert flex.ci_high - flex.ci_low < 20  # Wilson at n=120: about +-9 points
@@ -75,7 +36,7 @@ def test_measurements_have_n_and_intervals_from_items():
 
 
 def test_items_round_trip_through_storage(tmp_path):
-    ids = _write_sweep(tmp_path)
+    ids = write_sweep(tmp_path)
     items = read_items(tmp_path, ids[("base", 0)])
     assert len(items["gsm8k/flexible"]) == 120 and set(items) == {
         "gsm8k/flexible", "gsm8k/ref_logprob", "humaneval/pass@1", "general/loss"}
@@ -84,7 +45,7 @@ def test_items_round_trip_through_storage(tmp_path):
 
 
 def test_rq2_report_has_base_every_run_on_every_ability_and_holm_verdicts(tmp_path):
-    _write_sweep(tmp_path)
+    write_sweep(tmp_path)
     text, tested, _, _ = build_report(ResultSet.from_storage(str(tmp_path)))
     rq2 = text.split("### RQ2")[1].split("### ")[0]
     lines = [ln for ln in rq2.splitlines() if ln.startswith("|")]
@@ -128,7 +89,7 @@ def test_rq2_report_has_base_every_run_on_every_ability_and_holm_verdicts(tmp_pa
 
 
 def test_seeds_are_pooled_with_an_interval_over_seeds_and_items(tmp_path):
-    _write_sweep(tmp_path, seeds=2)
+    write_sweep(tmp_path, seeds=2)
     out = write_report(str(tmp_path), tmp_path / "report")
     text = (out / "report.md").read_text()
     rq2 = text.split("### RQ2")[1]
@@ -139,7 +100,7 @@ def test_seeds_are_pooled_with_an_interval_over_seeds_and_items(tmp_path):
 
 
 def test_json_rows_and_compare_cli(tmp_path, capsys):
-    ids = _write_sweep(tmp_path)
+    ids = write_sweep(tmp_path)
     main(["--storage", str(tmp_path), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert {"rows", "base", "comparisons"} <= set(data)
@@ -159,13 +120,13 @@ def test_json_rows_and_compare_cli(tmp_path, capsys):
 
 
 def test_report_command_runs_as_a_user_would(tmp_path):
-    ids = _write_sweep(tmp_path)
+    ids = write_sweep(tmp_path)
     done = subprocess.run([sys.executable, "-m", "sweep.report", "--storage", str(tmp_path)],
                           capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip().splitlines()[-1] == f"report: {tmp_path / 'report'}"
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     # GSM8K in percent, counted here from the outcomes the sweep wrote, not by the report
-    outcome = {s: [i["value"] for i in _eval_out(s, 0)["gsm8k"]["items"]
+    outcome = {s: [i["value"] for i in eval_out(s, 0)["gsm8k"]["items"]
                    if i["metric"] == "accuracy_flexible"] for s in ("base", "math only")}
     rows = {(r["run_id"], r["metric"]): r for r in saved["rows"] + saved["base"]}
     for strategy, values in outcome.items():

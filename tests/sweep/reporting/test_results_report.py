@@ -110,3 +110,22 @@ def test_report_never_mixes_judge_snapshots(tmp_path):
     assert text.count("7.125") == 1  # only in the set-aside list, never in a table
     assert report_json(cells, tested)["set_aside_judges"]["gpt-4-0125-preview"][0][
         "judge_snapshot"] == "gpt-4-0125-preview"
+
+
+def test_a_cell_with_one_judged_and_one_unjudged_seed_is_a_note_not_a_crash(tmp_path):
+    """Seed 0 graded by the judge, seed 1 not (its judging failed): the cell shows the graded
+    seed and says how many were judged."""
+    from dataclasses import replace
+
+    from sweep.reporting.document import build_report
+    from sweep.reporting.result_set import ResultSet
+
+    judged = _judged_run(tmp_path, "general only", 6.5, "gpt-4-0613")
+    unjudged = replace(judged, seed=1)
+    rows = [{**r, "value": None, "judged": False, "ci_low": None, "ci_high": None, "n": None}
+            if r["metric"] == "mtbench/mean" else r
+            for r in rows_for(unjudged, "rq1-gene-s1", "paper", [], _measure(30, 10, 6.0), COST)]
+    write_result(tmp_path, "rq1-gene-s1", rows)
+    text = build_report(ResultSet.from_storage(tmp_path))[0]
+    line = next(ln for ln in text.splitlines() if ln.startswith("| general only, f=1/1"))
+    assert "6.500 [5.500, 7.500] n=" in line and "(1 of 2 seeds judged)" in line
