@@ -23,7 +23,11 @@ NOT_IN_FINGERPRINT = frozenset({"checkpoint_every_steps", "max_failures", "offlo
 # Fields that change the weights but were added after stages were trained with their default:
 # left out of the fingerprint while they hold that default, so every existing stage id (all
 # trained with it) stays valid, and put in once they differ, so other values never reuse them.
-NEW_WITH_DEFAULT = {"template": DEFAULT_TEMPLATE}
+NEW_WITH_DEFAULT = {"template": DEFAULT_TEMPLATE, "lora_rank": 0, "lora_alpha": 16,
+                    "lora_targets": None, "lora_lr": 0.0}
+# A LoRA proxy's adapters (trainers/lora.py) go on these projections unless told otherwise:
+# every attention and MLP matrix of a LLaMA-style block.
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class SettingsError(ValueError):
@@ -72,6 +76,12 @@ class TrainSettings:
     offload: bool = False  # DeepSpeed: optimizer state (and ZeRO-3 params) in CPU memory
     checkpoint_every_steps: int = 0  # 0: no mid-stage checkpoints
     max_failures: int = 0
+    # A LoRA proxy (sweep's --proxy lora; trainers/lora.py): adapters of this rank on the
+    # frozen model, merged into the weights each stage saves. 0: full fine-tuning.
+    lora_rank: int = 0
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] | None = None  # None: LORA_TARGETS
+    lora_lr: float = 0.0  # the adapters' learning rate; 0: `lr`
 
     def __post_init__(self):
         self.validate()
@@ -95,6 +105,13 @@ class TrainSettings:
             ("zero_stage", self.zero_stage in (2, 3), "must be 2 or 3"),
             ("checkpoint_every_steps", self.checkpoint_every_steps >= 0, "must be >= 0"),
             ("max_failures", self.max_failures >= -1, "must be >= -1 (-1: retry forever)"),
+            ("lora_rank", self.lora_rank >= 0, "must be >= 0 (0: full fine-tuning)"),
+            ("lora_alpha", self.lora_alpha >= 1, "must be >= 1"),
+            ("lora_lr", self.lora_lr >= 0, "must be >= 0 (0: lr)"),
+            # A proxy is small and cheap: DDP holds the frozen model whole on each worker;
+            # merging adapters into ZeRO-3 shards is not done here.
+            ("backend", not (self.lora_rank and self.backend == "deepspeed"),
+             "a LoRA proxy trains with ddp (or auto on CPUs), not deepspeed"),
         ]
         for name, ok, reason in checks:
             if not ok:
@@ -128,7 +145,14 @@ class TrainSettings:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["adam_betas"] = list(self.adam_betas)
+        if self.lora_targets is not None:
+            out["lora_targets"] = list(self.lora_targets)
         return out
+
+    @property
+    def learning_rate(self) -> float:
+        """What the optimizer steps with: the adapters' own rate for a LoRA proxy."""
+        return self.lora_lr if self.lora_rank and self.lora_lr else self.lr
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainSettings:
@@ -137,6 +161,8 @@ class TrainSettings:
         if unknown:
             raise SettingsError(f"TrainSettings: unknown fields {unknown}")
         data = dict(data)
+        if data.get("lora_targets") is not None:
+            data["lora_targets"] = tuple(data["lora_targets"])
         if "adam_betas" in data:
             data["adam_betas"] = tuple(float(b) for b in data["adam_betas"])
         return cls(**data)

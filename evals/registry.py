@@ -20,7 +20,7 @@ import torch
 
 from core.model import build_model, load_tokenizer
 from core.settings import DEFAULT_TEMPLATE
-from evals import generation, gsm8k, humaneval, likelihood, mtbench
+from evals import generation, gsm8k, humaneval, likelihood, lm_eval_task, mtbench
 from evals.generation import generate, load
 from evals.judge import JudgeConfig
 from evals.spec import write_jsonl
@@ -28,7 +28,7 @@ from trainers.data.corpora import CORPUS_VERSIONS
 from trainers.data.records import Rejects
 from trainers.data.vicuna import STOP
 
-EVALS = ("gsm8k", "humaneval", "humanevalplus", "mtbench", "general_loss")
+
 @dataclass(frozen=True)
 class Evaluator:
     """How `evaluate` runs one eval: its identity for the cache, and the run itself."""
@@ -276,14 +276,52 @@ def _finish(spec, out: Path, metrics: dict, records: list[dict], counts: dict,
             "counts": counts, "records": str(path), "items": items}
 
 
-def evaluator_for(name: str, judge: JudgeConfig | None, cache_dir: Path | None,
-               unsafe_sandbox: bool = False) -> Evaluator:
-    if name == "gsm8k":
-        return _gsm8k_evaluator()
-    if name in ("humaneval", "humanevalplus"):
-        return _humaneval_evaluator(plus=name == "humanevalplus", unsafe_sandbox=unsafe_sandbox)
-    if name == "mtbench":
-        return _mtbench_evaluator(judge, cache_dir)
-    if name == "general_loss":
-        return _general_loss_evaluator()
-    raise ValueError(f"unknown eval {name!r}; known: {', '.join(EVALS)}")
+@dataclass(frozen=True)
+class EvalOptions:
+    """What an evaluate() call decides for every eval it runs."""
+    judge: JudgeConfig | None = None
+    cache_dir: Path | None = None
+    unsafe_sandbox: bool = False  # run HumanEval's model code without isolation
+    lm_eval_include: str | None = None  # a folder of lm-eval task YAMLs
+    lm_eval_raw: bool = False  # lm-eval prompts without the run's chat template
+
+
+def _lm_eval_evaluator(task: str, options: EvalOptions) -> Evaluator:
+    """An lm-evaluation-harness task (evals/lm_eval_task.py); its identity (task version,
+    few-shot count, config hash, lm-eval's version) is its cache key's decoding."""
+    identity = lm_eval_task.resolve_task(task, options.lm_eval_include)
+
+    def run(model: LoadedModel, out: Path, limit, data) -> dict:
+        hf_model, tokenizer = model.scorer()
+        return lm_eval_task.evaluate_task(
+            hf_model, tokenizer, task, out=out, limit=limit, include=options.lm_eval_include,
+            template=None if options.lm_eval_raw else model.template, report=model.report)
+
+    decoding = {**identity.to_dict(), **({"raw": True} if options.lm_eval_raw else {})}
+    return Evaluator(lm_eval_task.PREFIX + task, identity.version, decoding, run,
+                     generates=False)
+
+
+# Each eval's builder: a new ability written in Python is a function here (docs/EXTENDING.md);
+# any lm-eval task needs none (`lm-eval:TASK`).
+BUILDERS: dict[str, Callable[[EvalOptions], Evaluator]] = {
+    "gsm8k": lambda o: _gsm8k_evaluator(),
+    "humaneval": lambda o: _humaneval_evaluator(plus=False, unsafe_sandbox=o.unsafe_sandbox),
+    "humanevalplus": lambda o: _humaneval_evaluator(plus=True, unsafe_sandbox=o.unsafe_sandbox),
+    "mtbench": lambda o: _mtbench_evaluator(o.judge, o.cache_dir),
+    "general_loss": lambda o: _general_loss_evaluator(),
+}
+EVALS = tuple(BUILDERS)
+
+
+def known(name: str) -> bool:
+    return name in BUILDERS or lm_eval_task.task_name(name) is not None
+
+
+def evaluator_for(name: str, options: EvalOptions = EvalOptions()) -> Evaluator:
+    if name in BUILDERS:
+        return BUILDERS[name](options)
+    task = lm_eval_task.task_name(name)
+    if task:
+        return _lm_eval_evaluator(task, options)
+    raise ValueError(f"unknown eval {name!r}; known: {', '.join(EVALS)}, or lm-eval:TASK")

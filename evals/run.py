@@ -26,7 +26,7 @@ from core.contracts import EvalEvent
 from core.settings import DEFAULT_TEMPLATE, TEMPLATES
 from evals.cache import EvalCache, data_identity, make_key, model_identity
 from evals.judge import JudgeConfig
-from evals.registry import EVALS, LoadedModel, evaluator_for
+from evals.registry import EVALS, EvalOptions, LoadedModel, evaluator_for, known
 from evals.spec import kinds_of
 from evals.stats import interval
 
@@ -50,7 +50,8 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
              generate_fn: Callable | None = None,
              unsafe_sandbox: bool = False,
              template: str = DEFAULT_TEMPLATE,
-             on_event: Callable[[EvalEvent], None] | None = None) -> dict[str, dict]:
+             on_event: Callable[[EvalEvent], None] | None = None,
+             lm_eval_include: str | None = None, lm_eval_raw: bool = False) -> dict[str, dict]:
     """Results by eval name: metrics, counts, records path, version, `items` (and `judged` for
     MT-Bench).
 
@@ -70,18 +71,22 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     Cached results are returned as they were stored, with `cached: True`; a stored result
     without `items` (written before they existed) is recomputed. `on_event(EvalEvent)` hears
     each eval start, every batch it generates or scores (items done of total), and its end.
+    `lm-eval:TASK` names any lm-evaluation-harness task (evals/lm_eval_task.py): its YAMLs may
+    come from `lm_eval_include`; `lm_eval_raw` scores it without the chat template.
     """
     names = [e.strip() for e in evals.split(",")] if isinstance(evals, str) else list(evals)
-    unknown = [n for n in names if n not in EVALS]
+    unknown = [n for n in names if not known(n)]
     if unknown:
-        raise ValueError(f"unknown evals {unknown}; known: {', '.join(EVALS)}")
-    if isinstance(limit, Mapping) and set(limit) - set(EVALS):
-        raise ValueError(f"limit for unknown evals {sorted(set(limit) - set(EVALS))}")
+        raise ValueError(f"unknown evals {unknown}; known: {', '.join(EVALS)}, or lm-eval:TASK")
+    if isinstance(limit, Mapping) and [n for n in limit if not known(n)]:
+        raise ValueError(f"limit for unknown evals {sorted(n for n in limit if not known(n))}")
     data = dict(data or {})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     identity = model_id or model_identity(model)
     cache = EvalCache(cache_dir) if cache_dir is not None and identity else None
+    options = EvalOptions(judge, Path(cache_dir) if cache_dir else None, unsafe_sandbox,
+                          lm_eval_include, lm_eval_raw)
     at = {"name": names[0] if names else "", "index": 0}  # the eval the model's reports are about
 
     def emit(phase: str, done: int = 0, total: int | None = None) -> None:
@@ -94,7 +99,7 @@ def evaluate(model: Any, evals: Sequence[str] | str, *, limit: Limit = None,
     for index, name in enumerate(names):
         at.update(name=name, index=index)
         emit("start")
-        evaluator = evaluator_for(name, judge, Path(cache_dir) if cache_dir else None, unsafe_sandbox)
+        evaluator = evaluator_for(name, options)
         own_limit = limit_for(limit, name)
         decoding = dict(evaluator.decoding)
         if evaluator.generates:
@@ -142,7 +147,7 @@ def intervals(result: Mapping[str, Any], name: str = "") -> list[dict]:
     (general_loss_tokens)."""
     metrics = result.get("metrics") or {}
     values, kinds = item_values(result), kinds_of(result)
-    headline = HEADLINE.get(name or result.get("eval", ""), "score")
+    headline = HEADLINE.get(name or result.get("eval", "")) or next(iter(kinds), "score")
     names = list(dict.fromkeys([headline, *values]))
     if "general_loss_tokens" in metrics:
         names.append("general_loss_tokens")
@@ -194,7 +199,7 @@ def parse_limit(text: str) -> int | dict[str, int | None]:
     out: dict[str, int | None] = {}
     for part in text.split(","):
         name, _, value = part.partition("=")
-        if name.strip() not in EVALS:
+        if not known(name.strip()):
             raise argparse.ArgumentTypeError(f"--limit: unknown eval {name.strip()!r}")
         out[name.strip()] = None if value.strip().lower() in ("", "none", "all") \
             else int(value)
@@ -204,7 +209,9 @@ def parse_limit(text: str) -> int | dict[str, int | None]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="preset name, HF id or checkpoint folder")
-    p.add_argument("--evals", default="gsm8k,humaneval,mtbench")
+    p.add_argument("--evals", default="gsm8k,humaneval,mtbench",
+                   help="comma-separated: gsm8k, humaneval, humanevalplus, mtbench, general_loss, "
+                        "or lm-eval:TASK for any lm-evaluation-harness task")
     p.add_argument("--limit", type=parse_limit, default=None,
                    help="first N examples of each eval, or per eval: gsm8k=20,mtbench=5 "
                         "(evals not named: the full set)")
@@ -226,6 +233,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--unsafe-sandbox", action="store_true",
                    help="run HumanEval's model code even without bubblewrap or namespaces "
                         "(refused otherwise; recorded as the result's isolation)")
+    p.add_argument("--lm-eval-include", metavar="DIR",
+                   help="a folder of lm-eval task YAMLs for lm-eval:TASK evals")
+    p.add_argument("--lm-eval-raw", action="store_true",
+                   help="score lm-eval tasks without the chat template (plain lm-eval prompts)")
     p.add_argument("--template", choices=TEMPLATES, default=DEFAULT_TEMPLATE,
                    help="the chat template the model was trained with: the paper's vicuna, or "
                         "the tokenizer's own (model)")
@@ -247,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results = evaluate(args.model, args.evals, limit=args.limit, judge=judge, out_dir=args.out,
                        cache_dir=args.cache_dir, data={k: v for k, v in data.items() if v},
                        max_new_tokens=args.max_new_tokens, unsafe_sandbox=args.unsafe_sandbox,
-                       template=args.template)
+                       template=args.template, lm_eval_include=args.lm_eval_include,
+                       lm_eval_raw=args.lm_eval_raw)
     print(format_table(results))
     return results
 

@@ -26,9 +26,10 @@ PACKAGES = ("core", "trainers", "evals", "sweep")
 LAYERS = (
     ("core",),
     ("trainers.data",),
-    ("trainers", "evals"),
+    ("trainers", "evals", "evals.tasks"),  # evals/tasks: lm-eval task files (loaded by path)
     ("sweep.study",),
     ("sweep.planning",),
+    ("sweep.decision",),
     ("sweep.reporting",),
     ("sweep.execution",),
     ("sweep",),

@@ -30,6 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file: import the project from this checkout
     sys.path.insert(0, str(ROOT))
 
+from trainers.data.corpora import (
+    CORPUS_VERSIONS,
+    DEFAULT_SIZES,
+    OPT_IN_FILES,
+    OPT_IN_SIZES,
+    specs_of,
+    write_builtin_corpora,
+)
 from trainers.data.formatting import FormatError, tokenize_conversation
 from trainers.data.records import Rejects
 from trainers.data.source_spec import SourceSpec, derive_nocm
@@ -37,7 +45,7 @@ from trainers.data.sources import read_records
 
 MAX_LEN = 2048
 TOKENIZER = "smollm2_135m"
-DEFAULT_OUT = ROOT / "sweep" / "length_histograms.json"
+DEFAULT_OUT = ROOT / "sweep" / "planning" / "length_histograms.json"
 # The public stand-ins in ../shared/data (SOURCES.md): (relative path, format) per paper source.
 PAPER_FILES = {"math": ("gsm8k/train.jsonl", "gsm8k"),
                "code": ("codealpaca/code_alpaca_2k.json", "code_alpaca"),
@@ -95,20 +103,13 @@ def paper_histograms(data: Path, tokenizer) -> tuple[dict, dict]:
 
 def builtin_histograms(tokenizer) -> tuple[dict, dict]:
     """(histograms, generator facts) of the built-in synthetic corpora at their default sizes."""
-    from trainers.data.corpora import (
-        CORPUS_VERSIONS,
-        DEFAULT_SIZES,
-        folder_specs,
-        write_builtin_corpora,
-    )
-
     with tempfile.TemporaryDirectory() as tmp:
-        write_builtin_corpora(tmp, seed=0)
-        specs = folder_specs(tmp)
+        paths = write_builtin_corpora(tmp, dict(OPT_IN_SIZES), seed=0)
+        specs = specs_of({name: str(path) for name, path in paths.items()})
         hists = {name: length_histogram(specs[name], tokenizer)
-                 for name in ("math", "code", "general", "general_nocm")}
+                 for name in ("math", "code", "general", "general_nocm", *OPT_IN_FILES)}
     return hists, {"generator": "trainers.data.corpora", "versions": CORPUS_VERSIONS,
-                   "seed": 0, "sizes": DEFAULT_SIZES}
+                   "seed": 0, "sizes": {**DEFAULT_SIZES, **OPT_IN_SIZES}}
 
 
 def build(data: Path) -> dict:

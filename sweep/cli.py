@@ -1,7 +1,8 @@
 """The command line every question shares: parse, build the grid, then plan or sweep and report.
 
     python -m sweep.rq2 [--preset smoke|local|paper] [--models ...] [--template vicuna|model]
-        [--fractions ...]
+        [--fractions ...] [--source NAME=WHERE ...] [--mix a,b | --specialized a,b --general c
+        --order c,a,b] [--evals gsm8k,lm-eval:TASK,...] [--limit N] [--lm-eval-include DIR]
         [--seeds N [--vary-seed both|data|train]] [--storage PATH_OR_URI] [--address auto]
         [--max-concurrent N] [--dry-run [--json]] [--verbose] [--mlflow URI]
         [--decontaminate [gsm8k,humaneval,...]] [--require-resolved]
@@ -21,14 +22,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 from core.settings import TEMPLATES
 from sweep.planning.plan import build_plan, format_plan, plan_json, strategy_slug, throughput_from
 from sweep.planning.resolution import resolve_preset, with_decontamination
-from sweep.study import grid, presets, simulate
+from sweep.study import choices, grid, presets, simulate
 from sweep.study.presets import Preset
 from trainers.data.recipe import parse_amount
-from trainers.data.source_spec import NOCM, NOCM_BASE, SourceSpec, derive_nocm, parse_named
+from trainers.data.source_spec import parse_named
 
 
 def parse_fractions(text: str) -> tuple[Fraction, ...]:
@@ -83,9 +85,11 @@ def build_parser(question: str) -> argparse.ArgumentParser:
         p.add_argument("--tsne", action="store_true",
                        help="also the t-SNE representations (base model and DMT k=1/256)")
     p.add_argument("--storage", help="local folder or s3:// / gs:// URI (default: preset)")
-    p.add_argument("--source", type=parse_named, action="append", default=[],
-                   help="override a training source: NAME=PATH_OR_HF_ID (repeatable)")
+    add_source_flags(p)
+    add_group_flags(p, question)
+    add_eval_flags(p)
     add_content_flags(p)
+    add_proxy_flags(p)
     p.add_argument("--address", help="Ray cluster address ('auto' inside a cluster)")
     p.add_argument("--cluster-config", help="the cluster's launcher config (default on a `ray up` "
                    "head: ~/ray_bootstrap_config.yaml): runs at once follow what it can grow to")
@@ -130,6 +134,56 @@ def build_parser(question: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_source_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", type=parse_named, action="append", default=[],
+                   metavar="NAME=WHERE",
+                   help="a training source: a local file (JSON/JSONL/Parquet: messages, "
+                        "ShareGPT, Alpaca, GSM8K or RFT rows), an s3:// / gs:// URI, an HF "
+                        "dataset id, or builtin:NAME (smoke/local: math, code, general, and the "
+                        "opt-in tools). Naming only math/code/general moves those; any other "
+                        "name makes the named sources the question's sources (repeatable)")
+
+
+def add_group_flags(p: argparse.ArgumentParser, question: str) -> None:
+    """How the question composes the sources (defaults: the paper's grouping)."""
+    if question in ("rq2", "all"):
+        p.add_argument("--mix", type=parse_names, help="rq2: the sources mixed (default all)")
+    if question in ("rq3", "rq4", "all"):
+        p.add_argument("--specialized", type=parse_names,
+                       help="the specialized sources (default math,code)")
+        p.add_argument("--general", help="the general source (default general)")
+    if question in ("rq4", "all"):
+        p.add_argument("--order", type=parse_names,
+                       help="sequential training's order (default code,math,general)")
+
+
+def add_eval_flags(p: argparse.ArgumentParser) -> None:
+    """The abilities measured: built-in evals and any lm-evaluation-harness task."""
+    p.add_argument("--evals", type=parse_names,
+                   help="comma-separated: gsm8k, humaneval, humanevalplus, mtbench, "
+                        "general_loss, or lm-eval:TASK (any lm-evaluation-harness task; "
+                        "evals/tasks/ ships dmt_tool_calls) (default: the preset's)")
+    p.add_argument("--limit", help="items per eval: N, or EVAL=N,... (default: the preset's)")
+    p.add_argument("--lm-eval-include", metavar="DIR",
+                   help="a folder of lm-eval task YAMLs (your own tasks)")
+    p.add_argument("--lm-eval-raw", action="store_true",
+                   help="score lm-eval tasks without the run's chat template, as plain "
+                        "lm-eval does (default: with it, as the run was trained)")
+
+
+def add_proxy_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--proxy", metavar="lora|model=NAME",
+                   help="train every run by a cheap proxy instead: LoRA adapters on the same "
+                        "model, or a smaller model; the results say so (proxy column), and "
+                        "sweep.report --agreement checks it against full runs")
+    p.add_argument("--lora-rank", type=int, help=f"--proxy lora: rank (default "
+                                                 f"{presets.LORA_RANK})")
+    p.add_argument("--lora-alpha", type=int, help=f"--proxy lora: alpha (default "
+                                                  f"{presets.LORA_ALPHA})")
+    p.add_argument("--lora-lr", type=float, help="--proxy lora: the adapters' learning rate "
+                                                 "(default: 10x the preset's, at most 1e-3)")
+
+
 def add_content_flags(p: argparse.ArgumentParser) -> None:
     """--decontaminate and --require-resolved: every sweep command and sweep.finetune."""
     p.add_argument("--decontaminate", nargs="?", const="", default=None, metavar="TESTS",
@@ -161,12 +215,19 @@ def preset_from_args(args: argparse.Namespace) -> Preset:
         preset = replace(preset, template=args.template)
     if args.storage:
         preset = replace(preset, storage=args.storage)
+    elif args.proxy not in (None, "full"):  # a proxy's runs keep out of the full runs' tables
+        slug = "".join(c if c.isalnum() else "_" for c in args.proxy)
+        preset = replace(preset, storage=f"{str(preset.storage).rstrip('/')}-{slug}")
     if args.max_concurrent is not None:
         if args.max_concurrent < 1:
             raise SystemExit("--max-concurrent must be >= 1")
         preset = replace(preset, max_concurrent=args.max_concurrent)
-    if args.source:
-        preset = replace(preset, sources=override_sources(preset, dict(args.source)))
+    preset = choices_from_args(preset, args)
+    try:
+        preset = presets.with_proxy(preset, args.proxy, rank=args.lora_rank,
+                                    alpha=args.lora_alpha, lr=args.lora_lr)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     preset = hardware_from_args(preset, args)
     if args.vary_seed:
         preset = replace(preset, seed_varies=args.vary_seed)
@@ -200,20 +261,43 @@ def hardware_from_args(preset: Preset, args: argparse.Namespace) -> Preset:
     return preset
 
 
-def override_sources(preset: Preset, locations: dict[str, str]) -> tuple[SourceSpec, ...]:
-    if not preset.sources:
-        raise SystemExit(f"preset {preset.name!r} trains on the built-in corpora; "
-                         "--source applies to the paper preset")
-    names = {s.name for s in preset.sources}
-    unknown = sorted(set(locations) - names)
+def choices_from_args(preset: Preset, args: argparse.Namespace) -> Preset:
+    """--source, --evals, --limit and --lm-eval-* applied (sweep/study/choices.py)."""
+    try:
+        preset = choices.with_sources(preset, dict(args.source))
+        limit = None if args.limit is None else choices.parse_limit(args.limit)
+        preset = choices.with_evals(preset, args.evals, limit, args.lm_eval_include,
+                                    args.lm_eval_raw)
+    except choices.ChoiceError as err:
+        raise SystemExit(str(err)) from None
+    if args.evals or args.lm_eval_include:  # the presets' own evals need no check
+        check_evals(preset, warn_only=args.dry_run)
+    return preset
+
+
+def check_evals(preset: Preset, warn_only: bool = False) -> None:
+    """Every eval known and every lm-eval task loadable, before anything trains (a dry run
+    only warns about a task it cannot load here: the cluster may have its data)."""
+    from evals.lm_eval_task import TaskError, resolve_task, task_name  # lazy: light command
+    from evals.registry import EVALS  # lazy: light command (dry run: no torch unless asked)
+
+    ev = preset.evaluation
+    unknown = [n for n in ev.names if n not in EVALS and task_name(n) is None]
     if unknown:
-        raise SystemExit(f"--source: unknown sources {unknown}; known: {sorted(names)}")
-    specs = {s.name: replace(s, location=locations.get(s.name, s.location))
-             for s in preset.sources}
-    # general_nocm follows a new general unless it is named itself.
-    if NOCM_BASE in locations and NOCM not in locations and NOCM in specs:
-        specs[NOCM] = derive_nocm(specs[NOCM_BASE])
-    return tuple(specs.values())
+        raise SystemExit(f"--evals: unknown {unknown}; known: {', '.join(EVALS)}, or "
+                         "lm-eval:TASK")
+    if ev.lm_eval_include and not Path(ev.lm_eval_include).is_dir():
+        raise SystemExit(f"--lm-eval-include {ev.lm_eval_include}: not a folder")
+    for name in ev.names:
+        task = task_name(name)
+        if task is None:
+            continue
+        try:
+            resolve_task(task, ev.lm_eval_include)
+        except TaskError as err:
+            if not warn_only:
+                raise SystemExit(str(err)) from None
+            print(f"warning: {err}", file=sys.stderr)
 
 
 def spent_so_far(plan, preset, asked: bool) -> dict | None:
@@ -294,10 +378,24 @@ def build_runs(question: str, args: argparse.Namespace, preset: Preset) -> list:
         return args.fractions or own or preset.fractions or grid.FRACTIONS
 
     ks = getattr(args, "ks", None) or preset.ks or grid.KS
-    spec = grid.GridSpec(amount=getattr(args, "amount", None) or preset.amount)
+    amount = getattr(args, "amount", None) or preset.amount
+    try:
+        spec = choices.grid_spec(replace(preset, amount=amount), question,
+                                 mix=getattr(args, "mix", None),
+                                 specialized=getattr(args, "specialized", None),
+                                 general=getattr(args, "general", None),
+                                 order=getattr(args, "order", None))
+    except choices.ChoiceError as err:
+        raise SystemExit(str(err)) from None
     if question == "all":
+        # The ablation and t-SNE study the paper's own sources (choices.PAPER_ONLY).
+        questions = grid.ALL_QUESTIONS if preset.source_names is None else tuple(
+            q for q in grid.ALL_QUESTIONS if q not in choices.PAPER_ONLY)
+        if args.tsne and preset.source_names is not None:
+            raise SystemExit("--tsne maps the paper's math, code and general: not with "
+                             "sources of your own")
         runs = grid.build_all(preset.models, ks=ks, seeds=args.seeds, tsne=args.tsne,
-                              spec=spec, fractions_of=fractions_of)
+                              spec=spec, fractions_of=fractions_of, questions=questions)
     else:
         runs = grid.build_grid(question, preset.models, fractions_of(question), ks,
                                seeds=args.seeds, spec=spec)

@@ -19,13 +19,14 @@ from fractions import Fraction
 
 from core.contracts import StageEvent
 from core.settings import TEMPLATES, TrainSettings
-from sweep.cli import add_content_flags, override_sources, with_content_flags
+from sweep.cli import add_content_flags, with_content_flags
 from sweep.planning.plan import resolved_model_content, seeded, sources_fingerprint
+from sweep.study import choices
 from sweep.study import strategies as st
 from sweep.study.grid import Run
 from sweep.study.presets import PRESETS, Preset, get_preset, source_specs, workers_for
 from trainers.data.recipe import Amount, format_recipe, make_recipe, parse_amount, parse_recipe
-from trainers.data.source_spec import make_spec, parse_named
+from trainers.data.source_spec import NOCM, parse_named
 
 STRATEGIES = ("single", "mix", "multi_task", "sequential", "mixed_sequential", "dmt")
 DEFAULT_MIX = ("math", "code", "general")
@@ -49,10 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "source names (default math,code,general); sequential: the order")
     p.add_argument("--amount", default=None, help="single/mix: '1/64' for every source named "
                    "by --sources, or a recipe 'math=1/64,code=#300' (default 1: all)")
-    p.add_argument("--source", action="append", default=[], metavar="NAME=PATH", type=parse_named,
-                   help="a training source (local file, s3:// / gs:// URI or HF dataset id); "
-                   "repeat per source. Replaces the built-in synthetic corpora of smoke/local, "
-                   "or one of the paper preset's sources")
+    p.add_argument("--source", action="append", default=[], metavar="NAME=WHERE", type=parse_named,
+                   help="a training source (local file, s3:// / gs:// URI, HF dataset id, or "
+                   "builtin:NAME); repeat per source. Naming only math/code/general gives those "
+                   "new places; other names make the named sources the only ones (as the sweep)")
     p.add_argument("--corpora", default=None, help="storage (folder or URI) the built-in "
                    "corpora are written into (default: the run storage, as the sweep does)")
     p.add_argument("--scale", default="1", help="multiply every amount by this fraction for a "
@@ -136,22 +137,20 @@ def build_settings(args: argparse.Namespace, base: TrainSettings) -> TrainSettin
     return replace(base, **{k: v for k, v in chosen.items() if v is not None})
 
 
-def build_sources(args: argparse.Namespace, preset: Preset, needed: set[str]):
-    """The preset's training sources after --source: the paper preset's with locations
-    replaced (as the sweep's --source does), or only the named ones instead of the built-in
-    corpora. Empty: the built-in corpora."""
-    given = dict(args.source)
-    if not given:
-        return preset.sources
-    if preset.sources:
-        sources = override_sources(preset, given)
-    else:
-        sources = tuple(make_spec(name, location) for name, location in given.items())
-    missing = sorted(needed - {s.name for s in sources})
+def with_sources(args: argparse.Namespace, preset: Preset, needed: set[str]) -> Preset:
+    """The preset after --source, by the sweep's rule (sweep/study/choices.py): naming only
+    math, code or general gives those new places; other names make the named sources the
+    only ones. Every source the strategy reads must then be there."""
+    try:
+        preset = choices.with_sources(preset, dict(args.source))
+    except choices.ChoiceError as err:
+        raise SystemExit(str(err)) from None
+    have = set(choices.sources_of(preset)) | {s.name for s in preset.sources}
+    missing = sorted(needed - have - ({NOCM} if preset.source_names is None else set()))
     if missing:
-        raise SystemExit(f"the strategy reads {missing}: add --source NAME=PATH for each "
-                         "(built-in corpora are used only when no --source is given)")
-    return sources
+        raise SystemExit(f"the strategy reads {missing}: add --source NAME=WHERE for each "
+                         f"(this run's sources: {sorted(have)})")
+    return preset
 
 
 @dataclass(frozen=True)
@@ -178,8 +177,8 @@ def build_job(args: argparse.Namespace) -> Job:
     stages = scale_stages(build_stages(args), Fraction(args.scale))
     needed = {s for stage in stages for s, _ in stage.recipe}
     hardware = preset.hardware if args.gpu is None else replace(preset.hardware, use_gpu=args.gpu)
-    preset = replace(preset, models=(model,), settings=build_settings(args, preset.settings),
-                     sources=build_sources(args, preset, needed), hardware=hardware,
+    preset = replace(with_sources(args, preset, needed), models=(model,),
+                     settings=build_settings(args, preset.settings), hardware=hardware,
                      template=args.template or preset.template)
     # Contents resolved as the sweep resolves them, so the ids match (a dry run writes nothing).
     preset = with_content_flags(preset, args, None if args.dry_run else _storage(args.storage))

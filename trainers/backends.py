@@ -33,6 +33,7 @@ from transformers import (
 )
 
 from core.settings import SettingsError, TrainSettings, precision_mode
+from trainers.lora import merged
 
 # /proc/cpuinfo flags of x86 CPUs that compute bf16 natively (AVX512-BF16: Cooper Lake, Zen 4
 # and later; AMX-BF16: Sapphire Rapids and later). Without them oneDNN emulates bf16 matmuls.
@@ -90,7 +91,7 @@ def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.opt
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": settings.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr,
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.learning_rate,
                              betas=settings.adam_betas, eps=settings.adam_eps)
 
 
@@ -210,7 +211,7 @@ class TorchBackend:
 
     def save_hf(self, directory: Path, tokenizer) -> None:
         if self.rank == 0:
-            self.module.save_pretrained(directory)
+            merged(self.module).save_pretrained(directory)  # a LoRA proxy: adapters merged
             tokenizer.save_pretrained(directory)
 
 

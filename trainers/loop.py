@@ -23,6 +23,7 @@ from core.model import build_model, load_tokenizer
 from core.settings import TrainSettings
 from trainers.backends import all_reduce, build_backend, deepspeed_config
 from trainers.data.collate import IGNORE, collate_packed, collate_padded, iter_worker_rows
+from trainers.lora import with_lora
 from trainers.metrics import StepMeter, mfu
 
 
@@ -249,7 +250,7 @@ def run_worker(job: WorkerJob, io, *, rank: int, world: int, device) -> dict:
     plan = StepSchedule.create(settings, job.rows_per_epoch, world)
     tokenizer = load_tokenizer(job.tokenizer)
     zero_init = _zero3_init_context(settings, plan, job.use_gpu)  # noqa: F841 (kept alive)
-    model = build_model(job.model, seed=settings.seed)
+    model = with_lora(build_model(job.model, seed=settings.seed), settings)
     params = job.model_params or sum(getattr(p, "ds_numel", p.numel())
                                      for p in model.parameters())
     backend = build_backend(model, settings, total_steps=plan.total_steps,

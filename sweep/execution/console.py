@@ -50,6 +50,8 @@ def update_view(view: TrialView, result: Mapping, now: float) -> None:
     if result.get("phase") is not None and result["phase"] != view.phase:
         view.phase, view.loss, view._since, view.eta_s = result["phase"], None, None, None
     view.state = "RUNNING"
+    view.run = result.get("run_id") or view.run  # a search trial learns its run as it starts
+    view.what = result.get("what") or view.what
     view.stage = result.get("stage", view.stage)
     view.status = result.get("status", view.status)
     view.step, view.total_steps = result.get("step"), result.get("total_steps")

@@ -12,6 +12,7 @@ from pathlib import Path
 from core.storage import Storage
 from sweep.execution.job import TrialJob
 from sweep.execution.progress import Progress, run_reporting
+from sweep.planning.resolution import TASKS_IN_STORAGE
 from sweep.reporting.results import Measurement, item_rows, measurements_of, write_items
 from sweep.study.presets import builtin_specs, source_specs, template_for
 from trainers.stages import stage_rel
@@ -61,12 +62,16 @@ def evaluate_run(job: TrialJob, model: str, storage: Storage,
     for name, where in data.items():
         if where.startswith("builtin:"):  # a held-out split of the built-in corpora
             data[name] = builtin_specs(job.preset, storage)[where.removeprefix("builtin:")].location
+    include = ev.lm_eval_include
+    if include and include.startswith(TASKS_IN_STORAGE):  # copied in at sweep start
+        include = str(storage.download_dir(include.removeprefix(TASKS_IN_STORAGE)))
     out_dir = _local_dir(storage, f"evals/{job.run_id}")
     # MT-Bench is only generated here: the driver judges the stored answers (sweep/execution/judging.py)
     out = evaluate(model, list(ev.names), limit=ev.limits_by_name(), judge=None,
                    out_dir=out_dir, cache_dir=_local_dir(storage, "eval_cache"), data=data,
                    max_new_tokens=ev.max_new_tokens, unsafe_sandbox=ev.unsafe_sandbox,
-                   template=template_for(job.preset, job.run.model), on_event=on_event)
+                   template=template_for(job.preset, job.run.model), on_event=on_event,
+                   lm_eval_include=include, lm_eval_raw=ev.lm_eval_raw)
     _keep_answers(out.get("mtbench"), Path(out_dir))
     if not storage.is_local:  # the outputs (replies, judgments, sandbox results) live in storage
         storage.upload_dir(out_dir, f"evals/{job.run_id}")

@@ -31,7 +31,7 @@ def trial(config: dict) -> None:
     cost = run_cost(job, stages, wall_s=time.time() - t0, eval_s=time.time() - t_eval)
     write_result(Storage(job.preset.storage), job.run_id,
                  rows_for(job.run, job.run_id, job.preset.name, job.stage_ids, measurements, cost,
-                          job.provenance))
+                          job.provenance, proxy=job.preset.proxy))
     progress.status = "done"
     progress.report(wall_hours=cost.wall_hours)
 

@@ -1,7 +1,7 @@
 """Dry run: every run of a sweep with its stages, the stages left after sharing, and the cost.
 
-Needs no GPU and no data. Samples per source: the paper's corpus sizes (GRID.md) or the built-in
-corpora's. Tokens per sample: the committed length histograms (sweep/planning/lengths.py), capped at
+Needs no GPU and no data. Samples per source: the paper's corpus sizes (GRID.md), the built-in
+corpora's, or a user's file counted by the trainer's reader (sweep/planning/source_sizes.py). Tokens per sample: the committed length histograms (sweep/planning/lengths.py), capped at
 max_len: `tokens` are the real tokens, `processed_tokens` what the trainer computes on (padded
 micro-batches when packing is off; equal to the real tokens with packing). For GPU presets:
 gpu_hours = 6 x params x processed tokens / (peak x MFU) / 3600: by default the A100 bf16 peak and
@@ -24,16 +24,13 @@ from core.model import PRESETS as MODEL_PRESETS
 from core.settings import DEFAULT_TEMPLATE, TrainSettings
 from evals.judge import JudgeConfig
 from sweep.planning import lengths
+from sweep.planning.source_sizes import PAPER_SIZES, source_figures
 from sweep.study.grid import Run
 from sweep.study.presets import Preset, decontaminated, gpus_per_run, template_for, train_settings
 from trainers.data.builtin_sources import builtin_fingerprint
 from trainers.data.recipe import Amount, format_recipe
 from trainers.data.selection import count_for
-from trainers.data.source_spec import NOCM, NOCM_BASE
 
-# Samples per source in the paper (GRID.md: GSM8K-RFT 110,142; Code Alpaca 20,022; ShareGPT
-# ~86,060; ShareGPT without code/math ~63K, section 4.2).
-PAPER_SIZES = {"math": 110_142, "code": 20_022, "general": 86_060, "general_nocm": 63_000}
 # Tokens per sample: sweep/planning/length_histograms.json (scripts/length_histograms.py), the "paper"
 # group for the paper's sources (public stand-ins, SmolLM2's tokenizer: LLaMA's gives roughly
 # 10-20% more), the "builtin" group for the synthetic corpora. At max_len 2048 the paper means
@@ -160,20 +157,6 @@ class SweepPlan:
         return None if not hours or None in hours else sum(hours)
 
 
-def corpus_sizes(preset: Preset) -> dict[str, int]:
-    """Samples per source: the paper's sizes, or the built-in corpora's."""
-    if preset.sources:
-        return dict(PAPER_SIZES)
-    sizes = dict(preset.corpus_sizes)
-    sizes.setdefault(NOCM, sizes[NOCM_BASE])  # an upper bound: tagging removes some
-    return sizes
-
-
-def length_histograms(preset: Preset) -> dict:
-    """Source -> token-length histogram: the paper's sources' or the built-in corpora's."""
-    return lengths.histograms("paper" if preset.sources else "builtin")
-
-
 def stage_tokens(recipe, settings: TrainSettings, hists: dict,
                  sizes: dict[str, int]) -> tuple[int, int, int]:
     """(selected samples, real training tokens, processed tokens) of one stage."""
@@ -209,15 +192,17 @@ def stage_gpu_hours(model: str, tokens: int, preset: Preset,
 
 
 def sources_fingerprint(preset: Preset) -> dict:
-    """What identifies each source, as core.ids hashes it: the preset's own sources
-    by where they are and what they hold (resolved at sweep start: sweep/planning/resolution.py), the
-    built-in corpora by what fixes their bytes (trainers.data.builtin_sources); either with
-    the test items they leave out (--decontaminate)."""
-    if preset.sources:
-        return ids.fingerprint_sources(decontaminated({s.name: s for s in preset.sources},
-                                                           preset))
-    return builtin_fingerprint(dict(preset.corpus_sizes), preset.data_seed,
-                               preset.decontamination_items)
+    """What identifies each source, as core.ids hashes it: the built-in corpora (where the
+    preset has them) by what fixes their bytes (trainers.data.builtin_sources), each explicit
+    source in place of the built-in one of its name, by where it is and what it holds
+    (resolved at sweep start: sweep/planning/resolution.py); either with the test items they
+    leave out (--decontaminate)."""
+    builtin = (builtin_fingerprint(dict(preset.corpus_sizes), preset.data_seed,
+                                   preset.decontamination_items)
+               if preset.builtin_corpora else {})
+    explicit = ids.fingerprint_sources(decontaminated({s.name: s for s in preset.sources},
+                                                      preset))
+    return {**builtin, **explicit}
 
 
 def resolved_model_content(preset: Preset, model: str) -> str | None:
@@ -273,9 +258,10 @@ def run_id(run: Run, preset: Preset, stage_ids: Sequence[str] | None = None) -> 
 
 
 def evaluation_identity(ev) -> list:
-    """What of the evaluation decides a run's numbers (names, item counts, data, judge, caps)."""
+    """What of the evaluation decides a run's numbers (names, item counts, data, judge, caps;
+    lm-eval prompts without the chat template only when asked, so existing run ids stay)."""
     return [list(ev.names), ev.limit, [list(p) for p in ev.limits], ev.judge_model, ev.gsm8k,
-            ev.general_heldout, ev.max_new_tokens]
+            ev.general_heldout, ev.max_new_tokens] + (["lm_eval_raw"] if ev.lm_eval_raw else [])
 
 
 def _text(x: Fraction | None) -> str | None:
@@ -290,7 +276,8 @@ def strategy_slug(text: str) -> str:
 def build_plan(runs: Sequence[Run], preset: Preset,
                throughput: Throughput | None = None) -> SweepPlan:
     throughput = throughput or Throughput()
-    sizes, hists = corpus_sizes(preset), length_histograms(preset)
+    figures = source_figures(preset)
+    sizes, hists = figures.sizes, figures.histograms
     planned, stages = [], {}
     naive_stages, naive_tokens, naive_hours = 0, 0, 0.0
     seen = set()
@@ -347,8 +334,10 @@ def plan_json(plan: SweepPlan, preset: Preset) -> dict:
 
 def assumptions(preset: Preset, throughput: Throughput | None = None) -> dict:
     settings, throughput = preset.settings, throughput or Throughput()
+    figures = source_figures(preset)
     return {"mean_tokens": mean_tokens(preset), "length_histograms": str(
-                lengths.HISTOGRAMS.relative_to(lengths.HISTOGRAMS.parents[1])),
+                lengths.HISTOGRAMS.relative_to(lengths.HISTOGRAMS.parents[2])),
+            "sources": {"samples": figures.sizes, "how_known": figures.how},
             "paper_sizes": PAPER_SIZES, "max_len": settings.max_len,
             "packing": settings.packing,
             "peak_flops_per_gpu": throughput.peak_flops, "mfu": throughput.mfu,
@@ -378,8 +367,9 @@ def micro_batches(plan: SweepPlan, preset: Preset) -> dict[str, int]:
 
 def mean_tokens(preset: Preset) -> dict[str, float]:
     """Mean real tokens per sample per source at the preset's max_len (the histograms')."""
-    return lengths.mean_lengths("paper" if preset.sources else "builtin",
-                                preset.settings.max_len)
+    hists = source_figures(preset).histograms
+    return {name: round(lengths.mean_length(h, preset.settings.max_len), 1)
+            for name, h in hists.items() if h}
 
 
 def format_plan(plan: SweepPlan, preset: Preset) -> str:
@@ -426,6 +416,13 @@ def summary_lines(plan: SweepPlan, preset: Preset) -> list[str]:
                  "judge: judge_calls 0, judge_tokens 0 (no MT-Bench judge in this preset)")
     lines.append(f"mean tokens per sample (sweep/planning/length_histograms.json, capped at max_len "
                  f"{preset.settings.max_len}): {mean_tokens(preset)}")
+    figures = source_figures(preset)
+    scanned = [n for n, h in figures.how.items() if h == "scanned"]
+    if scanned:
+        lines.append(f"sources {scanned}: samples counted by the trainer's reader, lengths "
+                     "estimated from characters (sweep/planning/source_scan.py)")
+    for name, why in figures.unknown().items():
+        lines.append(f"source {name}: samples {why}; its stages count 0 tokens here")
     templates = {m: template_for(preset, m) for m in sorted({p.run.model for p in plan.runs})}
     lines.append(f"chat templates {templates}; the lengths above are SmolLM2's tokenizer on "
                  "the Vicuna template: other tokenizers and templates give other counts")

@@ -13,9 +13,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core import content
+from core.ids import content_hash
 from sweep.planning.test_items import TESTS, load_tests
 from sweep.study.presets import Preset
 from trainers.data.decontamination import items_payload, items_rel
@@ -67,8 +69,33 @@ def resolve_preset(preset: Preset, *, storage: Storage | None = None, offline: b
     items = preset.decontamination_items
     if preset.decontaminate and items is None:
         items = write_test_items(preset, storage)
+    preset = with_shipped_tasks(preset, storage)
     return replace(preset, sources=sources, model_contents=tuple(sorted(models.items())),
                    decontamination_items=items)
+
+
+TASKS_IN_STORAGE = "storage:"  # an --lm-eval-include folder copied into the run storage
+
+
+def with_shipped_tasks(preset: Preset, storage: Storage | None) -> Preset:
+    """--lm-eval-include DIR as every evaluation can read it: the absolute folder on a local
+    storage (one machine); on a remote one, the folder's files copied once into the storage
+    under their hash (`storage:lm_eval_tasks/<hash>`), which an evaluation on any node
+    downloads (sweep/execution/evaluation.py)."""
+    include = preset.evaluation.lm_eval_include
+    if not include or include.startswith(TASKS_IN_STORAGE) or storage is None:
+        return preset
+    folder = Path(include).resolve()
+    if storage.is_local:
+        shipped = str(folder)
+    else:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        rel = "lm_eval_tasks/" + content_hash(
+            {str(p.relative_to(folder)): p.read_bytes().hex() for p in files})
+        if not storage.exists(rel):
+            storage.upload_dir(folder, rel)
+        shipped = TASKS_IN_STORAGE + rel
+    return replace(preset, evaluation=replace(preset.evaluation, lm_eval_include=shipped))
 
 
 def _report(unresolved: Sequence[str], require: bool) -> None:

@@ -71,6 +71,10 @@ class Evaluation:
     # Run HumanEval's model code even without sandbox isolation (evals.sandbox refuses it
     # otherwise); the results' `isolation` then says "rlimits (unsafe)".
     unsafe_sandbox: bool = False
+    # lm-eval tasks (`lm-eval:TASK` in names): a folder of task YAMLs besides lm-eval's own and
+    # evals/tasks/; `lm_eval_raw` scores them without the run's chat template.
+    lm_eval_include: str | None = None
+    lm_eval_raw: bool = False
 
     def limit_of(self, name: str) -> int | None:
         return dict(self.limits).get(name, self.limit)
@@ -106,9 +110,16 @@ def with_judge(preset: Preset, url: str | None, model: str | None) -> Preset:
 class Preset:
     name: str
     models: tuple[str, ...]
-    # Training sources; empty means the built-in corpora (trainers.data.corpora writes them into the
-    # storage, so every worker reads the same bytes).
+    # Training sources given explicitly (the paper's files, or the user's --source); on a
+    # preset with built-in corpora, each replaces the built-in one of its name.
     sources: tuple[SourceSpec, ...] = ()
+    # Whether the built-in corpora (trainers.data.corpora, written into the storage so every
+    # worker reads the same bytes) provide the sources not given explicitly and the held-out
+    # splits: smoke and local; the paper preset reads only its own files.
+    builtin_corpora: bool = True
+    # The question's sources in the user's order (sweep.study.choices): None means the
+    # paper's math, code and general.
+    source_names: tuple[str, ...] | None = None
     # Samples per built-in corpus (trainers.data.corpora.write_builtin_corpora's `sizes`).
     corpus_sizes: tuple[tuple[str, int], ...] = (("math", 2000), ("code", 1000),
                                                  ("general", 1000), ("math_test", 200))
@@ -133,6 +144,9 @@ class Preset:
     decontamination_items: str | None = None
     # The base models' content identities ((model, identity), ...), resolved at sweep start.
     model_contents: tuple[tuple[str, str], ...] = ()
+    # "full", or the cheap setting standing in for full fine-tuning (sweep's --proxy): "lora",
+    # "model=NAME"; recorded in every result row's `proxy` column.
+    proxy: str = "full"
 
 
 SHAREGPT = ("hf://datasets/anon8231489123/ShareGPT_Vicuna_unfiltered/"
@@ -148,6 +162,31 @@ PAPER_SOURCES = (
     PAPER_GENERAL,
     derive_nocm(PAPER_GENERAL),  # the ablation: ShareGPT minus code and math (90K -> 63K)
 )
+
+
+# A LoRA proxy's defaults (--proxy lora): rank 16 on every projection; its learning rate
+# where the preset's is the paper's 2e-5 (adapters start at zero and need a larger step);
+# 10x the preset's on the small presets, whose few steps must move the adapters.
+LORA_RANK, LORA_ALPHA = 16, 32
+
+
+def with_proxy(preset: Preset, proxy: str | None, *, rank: int | None = None,
+               alpha: int | None = None, lr: float | None = None) -> Preset:
+    """The preset trained by a cheap proxy: "lora" (adapters on the same model, DDP) or
+    "model=NAME" (a smaller model); None or "full": unchanged."""
+    if proxy in (None, "full"):
+        return preset
+    if proxy.startswith("model="):
+        name = proxy.removeprefix("model=")
+        if not name:
+            raise ValueError("--proxy model=NAME: name the smaller model")
+        return replace(preset, models=(name,), proxy=proxy)
+    if proxy != "lora":
+        raise ValueError(f"--proxy {proxy!r}: lora, or model=NAME")
+    settings = replace(preset.settings, lora_rank=rank or LORA_RANK,
+                       lora_alpha=alpha or LORA_ALPHA,
+                       lora_lr=lr or min(1e-3, 10 * preset.settings.lr), backend="ddp")
+    return replace(preset, settings=settings, proxy="lora")
 
 
 def smoke() -> Preset:
@@ -220,6 +259,7 @@ def paper() -> Preset:
         name="paper",
         models=("llama_7b", "llama_13b", "llama_33b"),
         sources=PAPER_SOURCES,
+        builtin_corpora=False,
         # Spot workers get preempted: a mid-stage checkpoint every 2,000 steps (7B on 8 A100s at
         # the planned 40% MFU: ~0.5 s a step, so ~15-20 minutes of work at risk; a ZeRO-3
         # checkpoint of 7B with Adam states is ~110 GB to write), and a stage's worker group is
@@ -307,12 +347,12 @@ def train_settings(preset: Preset, model: str, workers: int | None = None) -> Tr
 
 
 def source_specs(preset: Preset, storage: Storage) -> dict:
-    """name -> SourceSpec: the preset's own sources, or the built-in corpora, written once into
+    """name -> SourceSpec: the built-in corpora where the preset has them (written once into
     the storage and named by their content, so every trial and worker on any node reads the
-    same bytes (the held-out splits included: evaluation reads them)."""
-    if preset.sources:
-        return decontaminated({s.name: s for s in preset.sources}, preset)
-    return decontaminated(builtin_specs(preset, storage), preset)
+    same bytes; the held-out splits included: evaluation reads them), with the preset's
+    explicit sources in place of the built-in ones of their names."""
+    specs = builtin_specs(preset, storage) if preset.builtin_corpora else {}
+    return decontaminated({**specs, **{s.name: s for s in preset.sources}}, preset)
 
 
 def decontaminated(specs: dict, preset: Preset) -> dict:
@@ -334,6 +374,8 @@ def preset_to_dict(preset: Preset) -> dict:
     """Plain data for a Tune config; `preset_from_dict` rebuilds it on the trial's first line."""
     return {"name": preset.name, "models": list(preset.models),
             "sources": [asdict(s) for s in preset.sources],
+            "builtin_corpora": preset.builtin_corpora,
+            "source_names": None if preset.source_names is None else list(preset.source_names),
             "corpus_sizes": [list(p) for p in preset.corpus_sizes],
             "settings": preset.settings.to_dict(), "hardware": asdict(preset.hardware),
             "evaluation": asdict(preset.evaluation), "storage": preset.storage,
@@ -345,7 +387,8 @@ def preset_to_dict(preset: Preset) -> dict:
             "amount": str(preset.amount),
             "decontaminate": list(preset.decontaminate),
             "decontamination_items": preset.decontamination_items,
-            "model_contents": [list(p) for p in preset.model_contents]}
+            "model_contents": [list(p) for p in preset.model_contents],
+            "proxy": preset.proxy}
 
 
 def preset_from_dict(data: dict) -> Preset:
@@ -355,7 +398,10 @@ def preset_from_dict(data: dict) -> Preset:
     evaluation["names"] = tuple(evaluation["names"])
     evaluation["limits"] = tuple((n, v) for n, v in evaluation.get("limits", ()))
     fractions = data.get("fractions")
+    names = data.get("source_names")
     return Preset(name=data["name"], models=tuple(data["models"]), sources=sources,
+                  builtin_corpora=data.get("builtin_corpora", not sources),
+                  source_names=None if names is None else tuple(names),
                   corpus_sizes=tuple((n, int(v)) for n, v in data["corpus_sizes"]),
                   settings=TrainSettings.from_dict(data["settings"]),
                   hardware=Hardware(**data["hardware"]), evaluation=Evaluation(**evaluation),
@@ -369,4 +415,5 @@ def preset_from_dict(data: dict) -> Preset:
                   amount=Fraction(data.get("amount", "1")),
                   decontaminate=tuple(data.get("decontaminate", ())),
                   decontamination_items=data.get("decontamination_items"),
-                  model_contents=tuple((m, c) for m, c in data.get("model_contents", ())))
+                  model_contents=tuple((m, c) for m, c in data.get("model_contents", ())),
+                  proxy=data.get("proxy", "full"))

@@ -30,17 +30,25 @@ def test_options_build_the_strategies():
     assert finetune.scale_amount(300, F(1, 64)) == 4 and finetune.scale_amount(3, F(1, 64)) == 1
     with pytest.raises(SystemExit, match="--k"):
         finetune.build_stages(finetune.build_parser().parse_args(["--strategy", "dmt"]))
-    args = finetune.build_parser().parse_args(["--source", "math=/x.jsonl"])
-    with pytest.raises(SystemExit, match="general"):
-        finetune.build_sources(args, get_preset("local"), {"math", "code", "general"})
+    # A source of the user's own makes the named sources the only ones: the default mix of
+    # math, code and general then lacks two of them, and the error names them.
+    args = finetune.build_parser().parse_args(["--source", "math=/x.jsonl",
+                                               "--source", "tools=/t.jsonl"])
+    with pytest.raises(SystemExit, match=r"\['code', 'general'\]"):
+        finetune.with_sources(args, get_preset("local"), {"math", "code", "general"})
 
 
 def test_source_replaces_a_paper_source_and_general_nocm_follows_general():
     args = finetune.build_parser().parse_args(["--source", "general=/chats.json"])
-    specs = {s.name: s for s in finetune.build_sources(args, get_preset("paper"), {"general"})}
+    preset = finetune.with_sources(args, get_preset("paper"), {"general"})
+    specs = {s.name: s for s in preset.sources}
     assert specs["general"].location == specs["general_nocm"].location == "/chats.json"
     assert specs["general_nocm"].exclude_tags == ("code", "math")
     assert specs["math"] == {s.name: s for s in get_preset("paper").sources}["math"]
+    # On a preset with built-in corpora, naming math moves math only: code stays built in.
+    args = finetune.build_parser().parse_args(["--source", "math=/x.jsonl"])
+    local = finetune.with_sources(args, get_preset("local"), {"math", "code", "general"})
+    assert [s.name for s in local.sources] == ["math"] and local.builtin_corpora
 
 
 # (finetune options, sweep question, preset, the run's (model, strategy, f, k) in the plan)

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 
 from core.cache import cache_root
 from core.ids import content_hash, fingerprint_sources
-from trainers.data.corpora import CORPUS_VERSIONS, FILES, specs_of, write_builtin_corpora
+from trainers.data.corpora import (
+    CORPUS_VERSIONS,
+    FILES,
+    OPT_IN_FILES,
+    specs_of,
+    write_builtin_corpora,
+    written_versions,
+)
 from trainers.data.decontamination import items_identity
 from trainers.data.source_spec import NOCM, NOCM_BASE, SourceSpec
 from trainers.data.tagging import NOCM_TAGS
@@ -43,6 +50,7 @@ def builtin_fingerprint(sizes: Mapping[str, int], seed: int,
         return out
 
     out = {name: fields(name, name) for name in TRAINED_ON}
+    out.update({name: fields(name, name) for name in OPT_IN_FILES if name in sizes})
     out[NOCM] = fields(NOCM, NOCM_BASE, NOCM_TAGS)
     return fingerprint_sources(out)
 
@@ -52,7 +60,8 @@ def builtin_folder(sizes: Mapping[str, int], seed: int) -> str:
     that fixes their bytes."""
     return "corpora/" + content_hash({"sources": builtin_fingerprint(sizes, seed),
                                      "sizes": sorted(map(list, sizes.items())),
-                                     "generator_versions": CORPUS_VERSIONS, "seed": seed})
+                                     "generator_versions": written_versions(sizes),
+                                     "seed": seed})
 
 
 def write_builtin_sources(storage: Storage, sizes: Mapping[str, int], seed: int, *,
@@ -73,8 +82,9 @@ def write_builtin_sources(storage: Storage, sizes: Mapping[str, int], seed: int,
                 _write(storage, rel, sizes, seed)
         finally:
             lease.release()
+    written = {**FILES, **{n: f for n, f in OPT_IN_FILES.items() if n in sizes}}
     return specs_of({name: storage.uri_of(f"{rel}/{filename}")
-                     for name, (filename, _) in FILES.items()})
+                     for name, (filename, _) in written.items()})
 
 
 def cached_builtin_specs(root: Path | None = None, sizes: Mapping[str, int] | None = None,

@@ -6,7 +6,8 @@ tested when written: trainers/data/code_corpus.py), `general`
 (ShareGPT multi-turn chats, longer, some about code or math), and two held-out splits that are
 never trained on: `math_test` (GSM8K question/answer, no question shared with `math`; any size,
 e.g. 300+) and `general_test` (ShareGPT chats from their own seeded stream, none equal to a
-`general` chat of the same seed and size; scored by evals' `general_loss`). Each corpus has its
+`general` chat of the same seed and size; scored by evals' `general_loss`). Opt-in, written only
+when named: `tools` (tool-calling chats, trainers/data/tools_corpus.py). Each corpus has its
 own seeded stream, so adding a corpus never changes another's bytes. Every id starts `syn-`.
 Try it:
     python -c "from trainers.data.corpora import write_builtin_corpora as w; print(w('/tmp/corpora'))"
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from trainers.data.code_corpus import generate_code
 from trainers.data.source_spec import NOCM, NOCM_BASE, SourceSpec, derive_nocm
+from trainers.data.tools_corpus import generate_tools
 
 DEFAULT_SIZES = {"math": 2000, "code": 1000, "general": 1000, "math_test": 200,
                  "general_test": 200}
@@ -27,12 +29,17 @@ FILES = {"math": ("math_rft.jsonl", "rft"), "code": ("code_alpaca.json", "code_a
          "general": ("general_sharegpt.json", "sharegpt"),
          "math_test": ("math_test_gsm8k.jsonl", "gsm8k"),
          "general_test": ("general_test_sharegpt.json", "sharegpt")}
+# Corpora written only when a sweep names them (`--source tools=builtin:tools`), at this size
+# unless the preset gives one: tool-calling chats (trainers/data/tools_corpus.py).
+OPT_IN_FILES = {"tools": ("tools_calls.jsonl", "messages")}
+OPT_IN_SIZES = {"tools": 1000}
 # Each corpus's generator version, bumped only when that corpus's bytes change for a given seed
 # and size: a stage id carries the version of each source it reads, so a new code corpus renames
 # the stages that read code and no others. code 2: HumanEval-style function completion, tested
 # (trainers/data/code_corpus.py); code 1 was instruction-only snippets, kept for the code chats
 # in `general` (code_example).
-CORPUS_VERSIONS = {"math": 1, "code": 2, "general": 1, "math_test": 1, "general_test": 1}
+CORPUS_VERSIONS = {"math": 1, "code": 2, "general": 1, "math_test": 1, "general_test": 1,
+                   "tools": 1}
 NAMES = ["Ava", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Iris", "Jamal",
          "Kira", "Liam", "Maya", "Noah", "Olga", "Priya", "Quinn", "Rosa", "Sami", "Tara"]
 ITEMS = ["apples", "stickers", "marbles", "pencils", "cookies", "stamps", "shells", "cards"]
@@ -328,9 +335,10 @@ def _write(path: Path, rows: list[dict]) -> None:
 
 def write_builtin_corpora(directory, sizes: dict[str, int] | None = None,
                           seed: int = 0) -> dict[str, Path]:
-    """Write the synthetic corpora (three to train on, two held out) and a README saying they
-    are synthetic. The held-out splits exclude what the training corpora of this seed and these
-    sizes hold."""
+    """Write the synthetic corpora (three to train on, two held out, and each opt-in corpus
+    `sizes` names) and a README saying they are synthetic. The held-out splits exclude what the
+    training corpora of this seed and these sizes hold."""
+    opt_in = {name: files for name, files in OPT_IN_FILES.items() if name in (sizes or {})}
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -341,18 +349,28 @@ def write_builtin_corpora(directory, sizes: dict[str, int] | None = None,
             "math_test": generate_math_test(sizes["math_test"], {m["query"] for m in math_rows},
                                             seed),
             "general_test": generate_general_test(sizes["general_test"], general_rows, seed)}
+    if "tools" in opt_in:
+        rows["tools"] = generate_tools(sizes["tools"], seed)
     paths = {}
-    for name, (filename, _) in FILES.items():
+    for name, (filename, _) in {**FILES, **opt_in}.items():
         paths[name] = out / filename
         _write(paths[name], rows[name])
-    meta = {"synthetic": True, "generator": "trainers.data.corpora", "versions": CORPUS_VERSIONS,
-            "seed": seed, "sizes": sizes, "files": {k: v[0] for k, v in FILES.items()}}
+    meta = {"synthetic": True, "generator": "trainers.data.corpora",
+            "versions": written_versions(sizes),
+            "seed": seed, "sizes": sizes,
+            "files": {k: v[0] for k, v in {**FILES, **opt_in}.items()}}
     (out / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
     (out / "README.md").write_text(
         "SYNTHETIC data written by `trainers.data.corpora` (our own seeded generator), not real "
         "GSM8K/Code Alpaca/ShareGPT text. Same formats as the real files; every id starts `syn-`."
         f"\n{json.dumps(meta)}\n")
     return paths
+
+
+def written_versions(sizes) -> dict[str, int]:
+    """The generator versions of the corpora written for `sizes`: the five always written and
+    the opt-in ones named (so naming none keeps every folder and metadata file as before)."""
+    return {name: v for name, v in CORPUS_VERSIONS.items() if name in FILES or name in sizes}
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -369,7 +387,8 @@ def folder_specs(directory) -> dict[str, SourceSpec]:
 
 
 def specs_of(locations: dict[str, str]) -> dict[str, SourceSpec]:
-    """SourceSpecs of the built-in corpora at `locations` (name -> file path or URI), plus
-    `general_nocm` derived from `general`."""
-    specs = {name: SourceSpec(name, locations[name], fmt) for name, (_, fmt) in FILES.items()}
+    """SourceSpecs of the built-in corpora at `locations` (name -> file path or URI; the opt-in
+    ones where given), plus `general_nocm` derived from `general`."""
+    specs = {name: SourceSpec(name, locations[name], fmt)
+             for name, (_, fmt) in {**FILES, **OPT_IN_FILES}.items() if name in locations}
     return {**specs, NOCM: derive_nocm(specs[NOCM_BASE])}

@@ -16,6 +16,7 @@ from sweep import cli
 from sweep.planning import lengths
 from sweep.planning.plan import JUDGE_TOKENS_PER_CALL
 from sweep.study import grid
+from trainers.data.corpora import OPT_IN_FILES
 
 KEYS = ("runs", "run_list", "unique_stages", "naive_stages", "naive_tokens", "shared_tokens",
         "processed_tokens", "gpu_hours", "judge_calls", "judge_tokens", "assumptions")
@@ -113,8 +114,9 @@ def test_histogram_script_is_reproducible_on_an_asset():
 def test_committed_histograms_cover_every_source():
     data = json.loads(lengths.HISTOGRAMS.read_text())
     assert "SmolLM2" in data["assumption"] and "GSM8K" in data["assumption"]
-    for group in ("paper", "builtin"):
-        assert set(data[group]) == {"math", "code", "general", "general_nocm"}
+    paper = {"math", "code", "general", "general_nocm"}
+    for group, names in (("paper", paper), ("builtin", paper | set(OPT_IN_FILES))):
+        assert set(data[group]) == names
         for h in data[group].values():
             assert sum(h["counts"].values()) == h["samples"] > 0
             assert max(map(int, h["counts"])) <= data["provenance"]["max_len"]

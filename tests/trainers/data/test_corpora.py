@@ -118,14 +118,16 @@ def test_chats_are_longer_multi_turn_and_some_are_code_or_math(corpora):
 # code: version 2 (function completion, trainers/data/code_corpus.py); the others version 1.
 PINNED_SIZES = {"math": 50, "code": 20, "general": 20, "math_test": 10, "general_test": 10}
 PINNED = {"math": "75e581fa8d2158b8", "code": "65db401d908a3e60", "general": "84243f85a92e4d85",
-          "math_test": "836d0bc9c703e412", "general_test": "222c312f3c185317"}
+          "math_test": "836d0bc9c703e412", "general_test": "222c312f3c185317",
+          "tools": "94e36719cb92d6f8"}
 
 
 def test_corpus_bytes_are_pinned(tmp_path):
     assert CORPUS_VERSIONS == {"math": 1, "code": 2, "general": 1, "math_test": 1,
-                               "general_test": 1}
-    paths = write_builtin_corpora(tmp_path, PINNED_SIZES)
-    assert set(paths) == set(FILES) == set(PINNED)
+                               "general_test": 1, "tools": 1}
+    assert set(write_builtin_corpora(tmp_path / "five", PINNED_SIZES)) == set(FILES)
+    paths = write_builtin_corpora(tmp_path, {**PINNED_SIZES, "tools": 50})  # opt-in: named
+    assert set(paths) == set(FILES) | {"tools"} == set(PINNED)
     got = {name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for name, path in paths.items()}
     assert got == PINNED
 
