@@ -5,6 +5,7 @@ report.md, report.json and figures; `--export` writes the results for anyone to 
     python -m sweep.report --storage S --json            # rows, base, comparisons, claims
     python -m sweep.report --storage S --compare RUN_A RUN_B   # one paired comparison
     python -m sweep.report --storage S --export DIR      # runs.csv, items.csv (docs/RESULTS_FORMAT.md)
+    python -m sweep.report --agreement PROXY FULL        # a proxy's runs against full runs
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
+from sweep.decision.agreement import agreement, format_agreement, proxy_of
 from sweep.reporting import compare
 from sweep.reporting.document import build_report, report_json, write_report
 from sweep.reporting.result_set import ResultSet
+from sweep.reporting.tables import abilities_of, title_of
 
 
 def add_source_flags(p: argparse.ArgumentParser) -> None:
@@ -27,6 +31,28 @@ def add_source_flags(p: argparse.ArgumentParser) -> None:
                        help="a folder with runs.csv and items.csv (an --export, or your own)")
 
 
+def load_either(where: str) -> ResultSet:
+    """A storage, or an export folder (one holding runs.csv)."""
+    try:
+        if Path(where, "runs.csv").is_file():
+            return ResultSet.from_export(where)
+        return ResultSet.from_storage(where)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {where}: {err}") from None
+
+
+def print_agreement(proxy: str, full: str, as_json: bool = False) -> None:
+    proxy_set, full_set = load_either(proxy), load_either(full)
+    result = agreement(proxy_set.rows, full_set.rows)
+    if as_json:
+        print(json.dumps(result, indent=1))
+        return
+    titles = {m: title_of(m, abilities_of(full_set.rows)) for m in result}
+    print(f"agreement of {proxy} ({proxy_of(proxy_set.rows)}) with {full} "
+          f"({proxy_of(full_set.rows)}), compositions paired:")
+    print("\n".join(format_agreement(result, titles)))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m sweep.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,7 +62,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"),
                    help="paired comparison of two runs (run ids), B minus A, every metric")
     p.add_argument("--export", metavar="DIR", help="write runs.csv and items.csv into DIR")
+    p.add_argument("--agreement", nargs=2, metavar=("PROXY", "FULL"),
+                   help="how a cheap proxy's runs order compositions against full runs: "
+                        "Kendall, Spearman, decision accuracy with intervals (each a storage "
+                        "or an export folder)")
     args = p.parse_args(argv)
+    if args.agreement:
+        print_agreement(*args.agreement, as_json=args.json)
+        return
     try:
         results = ResultSet.load(args.storage, args.results)
     except (FileNotFoundError, ValueError) as err:

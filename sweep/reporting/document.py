@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from core.storage import Storage
+from sweep.decision.recommend import markdown as recommend_markdown
 from sweep.reporting import claims as claim_module
 from sweep.reporting.budget import render_budget
 from sweep.reporting.compare import Tested, shown, tested_family
@@ -199,7 +200,25 @@ def write_report(source: str | Storage | ResultSet, out: str | Path | None = Non
     remote storage a local cache folder, uploaded to <storage>/report; for an export, its
     folder/report)."""
     results = source if isinstance(source, ResultSet) else ResultSet.from_storage(source)
-    storage = results._storage
+    storage = results.storage
+    out = report_folder(results, out)
+    text, tested, cells, found = build_report(results)
+    text += recommendation_section(out, results)
+    (out / "report.md").write_text(text, encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(report_json(cells, tested, found), indent=1))
+    write_figures(cells, out, storage)
+    if storage is not None and not storage.is_local:
+        storage.upload_dir(out, "report")
+    return out
+
+
+RECOMMENDATION = "recommendation.json"  # written by sweep.recommend beside the report
+
+
+def report_folder(results: ResultSet, out: str | Path | None = None) -> Path:
+    """Where the report goes: `out`, else <storage>/report locally, a local cache folder for a
+    remote storage (uploaded after), or an export's folder/report."""
+    storage = results.storage
     if out is not None:
         out = Path(out)
     elif storage is None:
@@ -207,13 +226,22 @@ def write_report(source: str | Storage | ResultSet, out: str | Path | None = Non
     else:
         out = storage.local_path("report") if storage.is_local else storage.cache_dir() / "report"
     out.mkdir(parents=True, exist_ok=True)
-    text, tested, cells, found = build_report(results)
-    (out / "report.md").write_text(text, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(report_json(cells, tested, found), indent=1))
-    write_figures(cells, out, storage)
-    if storage is not None and not storage.is_local:
-        storage.upload_dir(out, "report")
     return out
+
+
+def recommendation_section(out: Path, results: ResultSet) -> str:
+    """sweep.recommend's last recommendation, if it wrote one here, with a note when runs have
+    finished since (the fits do not re-run with every report)."""
+    path = out / RECOMMENDATION
+    if not path.is_file():
+        return ""
+    rec = json.loads(path.read_text())
+    lines = recommend_markdown(rec, rec.get("titles"))
+    runs_now = len({r["run_id"] for r in results.rows})
+    if rec.get("runs") is not None and rec["runs"] != runs_now:
+        lines.insert(2, f"(Fitted on {rec['runs']} runs; {runs_now} are in the results now: "
+                        "`python -m sweep.recommend` refits.)\n")
+    return "\n" + "\n".join(lines)
 
 
 ROW_KEYS = ("run_id", "question", "model", "strategy", "amounts", "fraction", "k", "seed",

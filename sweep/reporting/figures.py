@@ -115,3 +115,28 @@ def write_tsne(storage: Storage, out: Path, titles: dict[str, str] | None = None
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+def recommendation_figure(rec: dict, titles: dict, out: Path) -> Path | None:
+    """Each ability with signal: the chosen fit's leave-one-out prediction of every observed
+    composition against what was observed (with its 95% interval), the diagonal for reference."""
+    metrics = list(rec.get("loo") or {})
+    if not metrics:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        points = rec["loo"][metric]
+        observed = [p["observed"] for p in points]
+        ax.errorbar([p["predicted"] for p in points], observed,
+                    yerr=[1.96 * p["se"] for p in points], fmt="o", ms=4, capsize=2)
+        low, high = min(observed), max(observed)
+        ax.plot([low, high], [low, high], color="grey", lw=1, ls="--")
+        ax.set_xlabel(f"predicted out of fold ({rec['chosen'][metric]})")
+        ax.set_ylabel("observed")
+        ax.set_title(titles.get(metric, metric), fontsize=9)
+    fig.tight_layout()
+    path = out / "fig_recommendation.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -75,6 +75,11 @@ class ResultSet:
             return cls.from_export(results)
         return cls.from_storage(storage or "./runs/local")
 
+    @property
+    def storage(self) -> Storage | None:
+        """The storage read (None for an export): stage manifests and the like live there."""
+        return self._storage
+
     def items(self, run_id: str) -> dict[str, dict[str, float]]:
         """{metric: {item: value}} of one run; an error naming the run when it has none."""
         if run_id not in self._items:

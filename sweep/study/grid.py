@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from sweep.study import strategies as st
+from sweep.study.candidates import BASE, Composition
 from sweep.study.strategies import Stage
 from trainers.data.recipe import Recipe, format_amount, format_recipe, make_recipe, parse_recipe
 
@@ -197,19 +198,35 @@ ALL_QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation")
 
 def build_all(models: Sequence[str], fractions=FRACTIONS, ks=KS, seeds: int = 1,
               tsne: bool = False, spec: GridSpec = PAPER,
-              fractions_of: Callable[[str], Sequence[Fraction]] | None = None) -> list[Run]:
+              fractions_of: Callable[[str], Sequence[Fraction]] | None = None,
+              questions: Sequence[str] = ALL_QUESTIONS) -> list[Run]:
     """Every question's runs in one list, each run once (rq2's singles are rq1's, one base run
     per model). Stages repeat across questions (rq1's singles at f=1 are rq4's, rq2's mix at
     f=1 is rq4's multi-task...); the plan trains each distinct stage id once. `fractions_of`:
-    a question's own fractions where a preset gives them."""
+    a question's own fractions where a preset gives them; `questions`: a subset (sources of
+    the user's own leave out the ablation)."""
     runs, labels = [], set()
-    for question in ALL_QUESTIONS + (("tsne",) if tsne else ()):
+    for question in tuple(questions) + (("tsne",) if tsne else ()):
         own = fractions_of(question) if fractions_of else fractions
         for run in build_grid(question, models, own, ks, seeds, spec):
             if run.label not in labels:
                 labels.add(run.label)
                 runs.append(run)
     return runs
+
+
+def composition_of(run: Run) -> Composition:
+    """The run's point in the candidate space (sweep/study/candidates.py)."""
+    return Composition.from_stages([format_recipe(s.recipe) for s in run.stages], run.strategy,
+                                   run.k)
+
+
+def run_of(composition: Composition, model: str, question: str = "search") -> Run:
+    """A run that trains `composition` (sweep.search's trials): the same stages, so the same
+    stage ids, as the grid's run of that composition."""
+    strategy = "base" if composition.strategy == BASE else composition.strategy.replace("_", " ")
+    stages = composition.stages()
+    return _run(question, model, strategy, stages, k=composition.k)
 
 
 def recipe_of(**amounts: Fraction) -> Recipe:

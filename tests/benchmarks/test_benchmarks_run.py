@@ -76,3 +76,12 @@ def test_train_throughput_runs_the_loop_beside_the_trainer():
                          re.MULTILINE), out
     assert re.search(rf"loop packed / Trainer padded = {NUMBER} = padding removed {NUMBER}",
                      out)
+
+
+def test_search_benchmark_measures_search_random_and_the_grid():
+    out = run("benchmarks/search_emulated.py", "--seeds", "2", "--budget", "30")
+    assert re.search(r"emulated grid: 10000 compositions, best", out)
+    for method in ("search (TPE)", "random search"):
+        assert re.search(rf"{re.escape(method)}\s+reached \d+/2 seeds", out), out
+    assert re.search(rf"ratio search / random search \(median runs\): {NUMBER}", out)
+    assert re.search(rf"ratio search / full grid: {NUMBER}", out)
