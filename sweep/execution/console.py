@@ -107,8 +107,10 @@ def console_callback(every_s: float = REFRESH_S, emit: Callable[[str], None] | N
             self.last = float("-inf")
 
         def _view(self, trial) -> TrialView:
-            view = view_of(trial.config)
-            return self.views.setdefault(view.run, view)
+            # by trial: a search trial learns its run id only once it has started
+            if trial.trial_id not in self.views:
+                self.views[trial.trial_id] = view_of(trial.config)
+            return self.views[trial.trial_id]
 
         def _sync(self, trials) -> None:
             for t in trials:

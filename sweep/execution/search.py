@@ -109,6 +109,15 @@ def tune_space(space: SearchSpace) -> dict:
     return out
 
 
+class FinalObjectiveSearch(OptunaSearch):
+    """Optuna's sampler fed each run's objective only: a run's progress reports (its stages
+    and evals) carry none, and Tune's OptunaSearch would fail on them."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if result.get(self.metric) is not None:
+            super().on_trial_result(trial_id, result)
+
+
 class GainWithinNoise(tune.Stopper):
     """Stops the whole search once a GP over the finished points predicts no candidate better
     than the best observed by more than that observation's noise."""
@@ -210,7 +219,7 @@ def run_search(space: SearchSpace, objective: Objective, preset: Preset, *, mode
     `trainable(config, setup)`: a point's trial (tests give an emulated one)."""
     storage = Storage(preset.storage)
     seeded = seeded_points(storage, space, objective, model)
-    searcher = OptunaSearch(metric="objective", mode="max", seed=seed,
+    searcher = FinalObjectiveSearch(metric="objective", mode="max", seed=seed,
                             points_to_evaluate=[p[3] for p in seeded] or None,
                             evaluated_rewards=[p[1] for p in seeded] or None)
     stopper = GainWithinNoise(space, [(c, v, se) for c, v, se, _ in seeded], min_trials, seed)

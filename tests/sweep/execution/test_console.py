@@ -56,6 +56,7 @@ def test_callback_prints_at_most_every_refresh_and_once_at_the_end():
             self.config = {"job": {"run_id": run_id, "question": "rq2", "strategy": "mixed",
                                    "amounts": "f=1"}}
             self.status = status
+            self.trial_id = f"trial-{run_id}"
 
     now = [0.0]
     out: list[str] = []
@@ -140,6 +141,7 @@ def test_the_header_carries_the_sweep_eta():
             self.config = {"job": {"run_id": "r1", "question": "rq2", "strategy": "mix",
                                    "amounts": ""}}
             self.status = "RUNNING"
+            self.trial_id = "trial-r1"
 
     out: list[str] = []
     eta = _eta_work()

@@ -133,7 +133,7 @@ def test_rq2_smoke_survives_sigkill_and_resumes_without_retraining(tmp_path):
             p.name for p in storage.glob("items/*.parquet")}  # per-item outcomes in storage
         report = storage / "report"
         text = (report / "report.md").read_text()
-        assert "| base model |" in text and "| f=1/64 mixed |" in text
+        assert "| base model |" in text and "| mixed, f=1/64 |" in text
         assert (report / "fig3_rq2_mixed_vs_single.png").stat().st_size > 0
 
         out = _run(cmd, tmp_path)  # everything done: no trial starts, nothing is touched
