@@ -43,8 +43,8 @@ class SweepSummary:
     finished: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     judged: list[str] = field(default_factory=list)  # MT-Bench judged by the driver now
-    stages_trained: int = 0
-    stages_reused: int = 0
+    stages_trained: int = 0  # distinct stages completed now (count_stages, from storage)
+    stages_reused: int = 0  # other uses of a stage by the runs that finished now
     wall_s: float = 0.0
 
     @property
@@ -117,13 +117,15 @@ def run_sweep(runs: list[Run], preset: Preset, *, address: str | None = None,
         started, dashboard = init_ray(address, ray_temp_dir, verbose)
         if dashboard:
             print(f"Ray dashboard: {dashboard}", flush=True)
+        work = sweep_work(plan, jobs, preset, storage)
         try:
             tune_jobs(jobs, preset, storage, summary, grow_report, verbose=verbose,
                       mlflow_uri=mlflow_uri, capacity=cluster_capacity(address, cluster_config),
-                      judging=judging, work=sweep_work(plan, jobs, preset, storage))
+                      judging=judging, work=work)
         finally:
             if started:
                 ray.shutdown()
+        count_stages(summary, jobs, set(work.stage_tokens), storage)
     if judging is not None:
         judging.finish(summary.skipped + summary.finished, summary)
     summary.wall_s = time.time() - t0
@@ -144,6 +146,19 @@ def sweep_work(plan: planning.SweepPlan, jobs: list[TrialJob], preset: Preset,
                      run_stages={job.run_id: job.stage_ids for job in jobs},
                      run_items={job.run_id: {} if job.run.question == "tsne" else items
                                 for job in jobs})
+
+
+def count_stages(summary: SweepSummary, jobs: list[TrialJob], missing: set[str],
+                 storage: Storage) -> None:
+    """Stages trained now: those missing from storage when the sweep began that have a manifest
+    now (storage, not trial reports: a report lost with a node, or a retried attempt that
+    found its own stage done, would otherwise count it as reused). Reused: every other use of a
+    stage by a run that finished now."""
+    trained = {sid for sid in missing if read_manifest(storage, sid) is not None}
+    finished = set(summary.finished)
+    uses = [sid for job in jobs if job.run_id in finished for sid in job.stage_ids]
+    summary.stages_trained = len(trained)
+    summary.stages_reused = len(uses) - len(trained & set(uses))
 
 
 def cluster_capacity(address: str | None, cluster_config: str | None) -> dict | None:

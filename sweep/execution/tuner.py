@@ -87,9 +87,6 @@ def mlflow_callback(uri: str, preset: Preset):
 
 def record_outcome(result, storage: Storage, summary) -> None:
     run_id = result.config["job"]["run_id"]
-    metrics = result.metrics or {}
-    summary.stages_trained += int(metrics.get("stages_trained") or 0)
-    summary.stages_reused += int(metrics.get("stages_reused") or 0)
     if result.error is None and has_result(storage, run_id):
         summary.finished.append(run_id)
     else:
