@@ -50,6 +50,7 @@ class SweepEta:
     evals: dict[tuple[str, str], _Timer] = field(default_factory=dict)  # (run, eval) in flight
     evals_done: set[tuple[str, str]] = field(default_factory=set)
     runs_done: set[str] = field(default_factory=set)
+    sizes: dict[str, float] = field(default_factory=dict)  # eval -> items a run, as reported
 
     def observe(self, run: str, result: Mapping, now: float) -> None:
         """Fold one trial report (sweep/execution/progress.py's keys) into the measurements."""
@@ -74,6 +75,8 @@ class SweepEta:
     def _eval(self, run: str, result: Mapping, now: float) -> None:
         key, phase = (run, result["eval"]), result.get("eval_phase")
         timer = self.evals.setdefault(key, _Timer(now))
+        if result.get("eval_total"):  # what the plan could not know (an lm-eval task's size)
+            self.sizes[key[1]] = result["eval_total"]
         if phase == "generate" or (phase == "score" and not timer.total):
             timer.done, timer.total = result.get("eval_done") or 0, result.get("eval_total")
         if phase in ("done", "cached"):
@@ -113,17 +116,22 @@ class SweepEta:
                 left += tokens * (1 - (self.stages[stage].done if stage in self.stages else 0))
         return left
 
-    def items_left(self) -> dict[str, float]:
-        out: dict[str, float] = {}
+    def items_left(self) -> dict[str, float | None]:
+        """Items still to score per eval; None for an eval whose size neither the plan nor any
+        report has given yet (the estimate is then a lower bound, and names it)."""
+        out: dict[str, float | None] = {}
         for run, items in self.work.run_items.items():
             if run in self.runs_done:
                 continue
-            for name, n in items.items():
-                key = (run, name)
-                if key in self.evals_done or not n:
+            for name, planned in items.items():
+                key, n = (run, name), planned or self.sizes.get(name)
+                if key in self.evals_done:
+                    continue
+                if not n:
+                    out.setdefault(name, None)
                     continue
                 done = self.evals[key].done if key in self.evals else 0
-                out[name] = out.get(name, 0) + max(0.0, n - done)
+                out[name] = (out.get(name) or 0) + max(0.0, n - done)
         return out
 
     def estimate(self, now: float) -> Estimate:
@@ -144,18 +152,23 @@ class SweepEta:
         items = self.items_left()
         for name, n in sorted(items.items()):
             per = self.seconds_per_item(name, now)
-            if per is None:
+            if per is None or n is None:
                 unknown.append(name)
             else:
                 seconds += n * per
-        if items:
-            parts.append(f"{_count(sum(items.values()))} eval items")
+        sized = [n for n in items.values() if n is not None]
+        if sized:
+            parts.append(f"{_count(sum(sized))} eval items")
+        unsized = sorted(name for name, n in items.items() if n is None)
+        if unsized:
+            parts.append(f"size unknown: {', '.join(unsized)}")
         measured = seconds > 0 or not unknown
         total = seconds / parallel if measured else None
         head = ("ETA measuring" if total is None else
                 f"ETA {'≥ ' if unknown else ''}{duration(total)}")
         tail = f"; not timed yet: {', '.join(unknown)}" if unknown and total is not None else ""
-        return Estimate(total, bool(unknown), f"{head} ({', '.join(parts)}{tail})")
+        inner = ", ".join(parts) + tail
+        return Estimate(total, bool(unknown), f"{head} ({inner})" if inner else head)
 
 
 def _count(x: float) -> str:

@@ -133,6 +133,21 @@ def test_the_sweep_eta_divides_by_the_runs_at_once_and_ends_at_zero():
     assert eta.estimate(200.0).seconds == 0.0
 
 
+def test_an_eval_of_unknown_size_is_named_until_a_report_gives_its_size():
+    from sweep.execution.eta import SweepEta, SweepWork
+
+    task = "lm-eval:dmt_tool_calls"  # the plan cannot count an lm-eval task's items
+    eta = SweepEta(SweepWork(stage_tokens={}, run_stages={"base": (), "r1": ()},
+                             run_items={"base": {task: None}, "r1": {task: None}}))
+    assert eta.estimate(0.0).text == f"ETA measuring (size unknown: {task})"
+    ev = {"eval": task, "stage_id": None}
+    eta.observe("base", {**ev, "eval_phase": "generate", "eval_done": 50, "eval_total": 200}, 0.0)
+    eta.observe("base", {**ev, "eval_phase": "done", "eval_done": 200, "eval_total": 200}, 100.0)
+    eta.finish("base")
+    now = eta.estimate(100.0)  # r1's 200 items at the 0.5 s an item measured on base
+    assert not now.lower_bound and now.seconds == 100.0 and "200 eval items" in now.text
+
+
 def test_the_header_carries_the_sweep_eta():
     from sweep.execution.console import console_callback
 
