@@ -20,6 +20,7 @@ better than the mean and the lower end of its rho's interval is above 0.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from sweep.study.candidates import Composition
 MODELS = ("quadratic", "mixing_law", "gaussian_process")
 MIN_POINTS = 5  # fewer compositions than this: nothing is fitted
 N_BOOT = 1000  # resamples for the intervals of the out-of-fold measures
+MIN_DECISIONS = 10  # pairs clear of noise before decision accuracy alone can show a signal
 N_REFIT = 60  # bootstrap refits for the quadratic model's prediction intervals
 
 
@@ -133,14 +135,19 @@ class MixingLaw(Model):
 class GaussianProcess(Model):
     name = "gaussian_process"
 
-    def __init__(self, space: FeatureSpace, seed: int = 0):
+    def __init__(self, space: FeatureSpace, seed: int = 0, noise_var: float = 0.0):
         self.space, self.seed = space, seed
+        self.noise_var = noise_var  # the observations' mean squared standard error
 
     def fit(self, comps, y):
         x = self.space.matrix(comps)
         d = x.shape[1]
+        # The white noise never goes below what the observations are known to carry (their
+        # standard errors; y is normalized, so relative to its variance): otherwise the GP
+        # interpolates and predicts a sampled composition with a zero-width interval.
+        floor = min(self.noise_var / max(float(np.var(y)), 1e-12), 1.0) if self.noise_var else 0
         kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(d), (1e-2, 1e3)) \
-            + WhiteKernel(0.1, (1e-6, 1e1))
+            + WhiteKernel(max(0.1, floor), (max(1e-6, floor), 1e1))
         self.scaler = StandardScaler().fit(x)
         self.model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2,
                                               random_state=self.seed)
@@ -160,7 +167,7 @@ def models_for(obs: Observations, source_tokens: Mapping[str, float] | None = No
     space = FeatureSpace.of([p.composition for p in obs.points])
     return {"quadratic": Quadratic(space, seed), "mixing_law": MixingLaw(space.sources,
                                                                          source_tokens),
-            "gaussian_process": GaussianProcess(space, seed)}
+            "gaussian_process": GaussianProcess(space, seed, noise_var=obs.noise_var)}
 
 
 @dataclass(frozen=True)
@@ -178,8 +185,9 @@ class Judged:
     loo: tuple[float, ...] = ()  # the leave-one-out predictions, in the observations' order
 
     def to_dict(self) -> dict:
-        def triple(t):
-            return {"value": t[0], "ci_low": t[1], "ci_high": t[2]}
+        def triple(t):  # NaN (no pair clear of noise) as null: strict JSON for any reader
+            return {k: (None if math.isnan(v) else v)
+                    for k, v in zip(("value", "ci_low", "ci_high"), t)}
 
         return {"loo_error": triple(self.loo_error),
                 "baseline_error": triple(self.baseline_error),
@@ -207,10 +215,16 @@ def judge(name: str, pred: np.ndarray, y: np.ndarray, se: np.ndarray,
     idx = [np.arange(n)] + [rng.integers(0, n, n) for _ in range(N_BOOT)]
     rows = np.array([_measures(pred[i], y[i], se[i], baseline[i]) for i in idx])
     point, boot = rows[0], rows[1:]
-    lo, hi = np.nanpercentile(boot, 2.5, axis=0), np.nanpercentile(boot, 97.5, axis=0)
+    with warnings.catch_warnings():  # a measure NaN in every resample stays NaN, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(boot, 2.5, axis=0), np.nanpercentile(boot, 97.5, axis=0)
     compared, within = pair_counts(y, se)
     triple = [(float(point[j]), float(lo[j]), float(hi[j])) for j in range(4)]
-    signal = bool(point[0] < point[1] and lo[2] > 0)
+    # Signal: the fit beats predicting the mean, and orders compositions better than chance:
+    # by rank correlation, or by the decisions that matter (pairs clear of noise, enough of
+    # them that the interval means something).
+    ranks = lo[2] > 0 or (compared >= MIN_DECISIONS and lo[3] > 0.5)
+    signal = bool(point[0] < point[1] and ranks)
     return Judged(name, triple[0], triple[1], triple[2], triple[3], compared, within, n, signal,
                   tuple(float(v) for v in pred))
 

@@ -45,6 +45,12 @@ class Observations:
     def values(self):
         return [p.value for p in self.points]
 
+    @property
+    def noise_var(self) -> float:
+        """The observations' mean squared standard error (0 when none is known)."""
+        known = [p.se ** 2 for p in self.points if p.se is not None and not math.isnan(p.se)]
+        return sum(known) / len(known) if known else 0.0
+
 
 def composition_of_row(row: dict) -> Composition:
     stages = row.get("stages")

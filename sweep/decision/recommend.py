@@ -101,7 +101,8 @@ def markdown(rec: Mapping, titles: Mapping[str, str] | None = None) -> list[str]
     lines.append("")
     for metric in rec["no_signal"]:
         lines.append(f"- {titles.get(metric, metric)}: **{NO_SIGNAL}**: no fit predicts it "
-                     "better than its mean with a rank correlation clear of 0; nothing proposed.")
+                     "better than its mean while ordering compositions better than chance (rho, or "
+                     "decision accuracy on 10+ pairs, clear of chance); nothing proposed.")
     for p in rec["proposals"]:
         lines.append(f"- best predicted {titles.get(p['ability'], p['ability'])}: "
                      f"{_composition(p)}: {_t(p['predicted'][p['ability']], dash=False)}; "

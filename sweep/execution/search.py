@@ -220,8 +220,8 @@ def run_search(space: SearchSpace, objective: Objective, preset: Preset, *, mode
     storage = Storage(preset.storage)
     seeded = seeded_points(storage, space, objective, model)
     searcher = FinalObjectiveSearch(metric="objective", mode="max", seed=seed,
-                            points_to_evaluate=[p[3] for p in seeded] or None,
-                            evaluated_rewards=[p[1] for p in seeded] or None)
+                                    points_to_evaluate=[p[3] for p in seeded] or None,
+                                    evaluated_rewards=[p[1] for p in seeded] or None)
     stopper = GainWithinNoise(space, [(c, v, se) for c, v, se, _ in seeded], min_trials, seed)
     setup = SearchSetup(space, objective, preset_to_dict(preset), model, provenance)
     # Progress reports come before the objective exists; Tune would reject them otherwise.

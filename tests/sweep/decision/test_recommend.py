@@ -7,10 +7,12 @@ import json
 import math
 import random
 
+import numpy as np
 import pytest
 
 from sweep import recommend as command
 from sweep.decision.agreement import agreement
+from sweep.decision.fits import judge
 from sweep.decision.olmix import export_olmix
 from sweep.decision.recommend import recommend
 from sweep.reporting.result_set import ResultSet, _complete
@@ -66,6 +68,10 @@ def test_a_planted_optimum_is_found_and_noise_gets_no_signal():
 
     flat = recommend(_rows({"x/acc": (lambda c: 0.3, True)}, _points(24), noise=0.01, seed=3))
     assert flat["no_signal"] == ["x/acc"] and flat["proposals"] == []
+    # no pair clear of noise: decision accuracy is null, not NaN (strict JSON for any reader)
+    tied = judge("m", np.arange(5.0), np.full(5, 0.3), np.full(5, 0.1)).to_dict()
+    assert tied["decision_accuracy"]["value"] is None
+    json.dumps(tied, allow_nan=False)
 
 
 def test_abilities_that_pull_apart_give_a_pareto_set():
