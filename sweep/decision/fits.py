@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,18 +46,19 @@ MIN_DECISIONS = 10  # pairs clear of noise before decision accuracy alone can sh
 N_REFIT = 60  # bootstrap refits for the quadratic model's prediction intervals
 
 
-class Model:
+class Model(ABC):
     """fit(compositions, values) then predict(compositions) -> (mean, standard error)."""
     name = ""
 
     def applies(self, obs: Observations) -> str | None:
+        """Why this model cannot fit `obs` (None: it can)."""
         return None
 
-    def fit(self, comps: Sequence[Composition], y: np.ndarray) -> Model:
-        raise NotImplementedError
+    @abstractmethod
+    def fit(self, comps: Sequence[Composition], y: np.ndarray) -> Model: ...
 
-    def predict(self, comps: Sequence[Composition]) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+    @abstractmethod
+    def predict(self, comps: Sequence[Composition]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def _ridge():
