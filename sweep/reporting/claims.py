@@ -265,7 +265,8 @@ def claim_e(data: Data, model: str) -> Outcome:
     """The absolute amount matters more than the ratio (RQ3): on math, the gain from the
     smallest to the largest amount of specialized data with all general data ("fixed general"),
     against the change from all to 1/64 of the general data at the smallest amount (the same
-    math, a 64 times different ratio). The statistic is |amount effect| - |ratio effect|, its
+    math, a 64 times different ratio; "all" is the preset's amount, a quarter locally, where the
+    ratio changes 16 times). The statistic is |amount effect| - |ratio effect|, its
     p from the two-level bootstrap of both under the same resamples."""
     command = f"python -m sweep.rq3 --preset {data.preset} --fractions 1/4,1/16"
     lo, hi = _two(data.fractions(("rq3",), "fixed general", model),
@@ -290,7 +291,7 @@ def claim_e(data: Data, model: str) -> Outcome:
     summary = Contrast(float(stat), float(lo_ci), float(hi_ci), float(min(1, 2 * min(
         p_holds, p_contra))), float(reps.std(ddof=1)), n, seeds, "two-level bootstrap")
     amount = data.part(f"amount: fixed general f={hi} vs {lo}", model, metric, spots[:2], [1, -1])
-    ratio = data.part(f"ratio: general 1 vs 1/64 at f={lo}", model, metric, spots[1:], [1, -1])
+    ratio = data.part(f"ratio: fixed general vs 1/64 general at f={lo}", model, metric, spots[1:], [1, -1])
     part = Part("|amount effect| - |ratio effect|", metric, summary, runs)
     return Outcome(float(p_holds), float(p_contra), part, [part, amount, ratio], summary)
 

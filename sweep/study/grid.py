@@ -75,14 +75,14 @@ def check_fractions(fractions: Sequence[Fraction], what: str = "fraction") -> tu
 class GridSpec:
     """Which sources each question composes, and what "all of a source" means. The defaults are
     the paper's (GRID.md); `amount` < 1 runs rq4's strategies on that part of every source (the
-    local preset: 1/4), DMT's k then being k of it."""
+    local preset: 1/4), DMT's k then being k of it, and holds rq3's fixed sources there."""
 
     sources: tuple[str, ...] = SOURCES  # rq1: each alone; rq2: the singles
     mix: tuple[str, ...] | None = None  # rq2's mix: these (default: all of `sources`)
     specialized: tuple[str, ...] = st.SPECIALIZED  # rq3 / rq4 groups
     general: str = "general"
     order: tuple[str, ...] = ("code", "math", "general")  # rq4's sequential training
-    amount: Fraction = ONE  # rq4: what "all of a source" means
+    amount: Fraction = ONE  # rq3 / rq4: what "all of a source" means
 
     @property
     def mixed(self) -> tuple[str, ...]:
@@ -117,11 +117,13 @@ def rq2(model: str, fractions=FRACTIONS, spec: GridSpec = PAPER) -> list[Run]:
 def rq3(model: str, fractions=FRACTIONS, spec: GridSpec = PAPER) -> list[Run]:
     """Ratio setups (15 runs): (a) fixed general [math@f + code@f + general@1], (b) fixed
     specialized [math@1 + code@1 + general@f], (c) fixed 1/64 general [math@f + code@f +
-    general@1/64]. f is the varied amount, the x-axis of Figure 4."""
-    special, general = spec.specialized, spec.general
+    general@1/64]. f is the varied amount, the x-axis of Figure 4. The fixed parts are at
+    `spec.amount` (the paper: all; the local preset: 1/4, so that a run fits its hour); f and
+    the 1/64 stay fractions of the whole source."""
+    special, general, a = spec.specialized, spec.general, spec.amount
     setups = {
-        "fixed general": lambda f: {**{s: f for s in special}, general: ONE},
-        "fixed specialized": lambda f: {**{s: ONE for s in special}, general: f},
+        "fixed general": lambda f: {**{s: f for s in special}, general: a},
+        "fixed specialized": lambda f: {**{s: a for s in special}, general: f},
         "fixed 1/64 general": lambda f: {**{s: f for s in special}, general: Fraction(1, 64)},
     }
     return [_run("rq3", model, name, st.mix(amounts(f)), fraction=f)
