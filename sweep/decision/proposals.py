@@ -23,6 +23,7 @@ from sweep.study.candidates import BASE, LEVELS, Composition
 
 MAX_CANDIDATES = 4000
 ABSENT_DISTANCE = 8.0  # a source in one and not the other: as far as 1 is from 1/256
+TIE = 1e-3  # Pareto: predictions this close (of a metric's predicted range) are alike
 
 
 def candidates(observed: Sequence[Composition], seed: int = 0) -> list[Composition]:
@@ -100,6 +101,13 @@ class Predicted:
         return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high}
 
 
+def training_tokens(comp: Composition, source_tokens: Mapping[str, float] | None) -> float:
+    """What a composition costs to train: each stage's amounts (fractions: the candidate space
+    holds no counts) times the sources' tokens, 1 a source when the sizes are unknown."""
+    tokens = source_tokens or {}
+    return sum(float(a) * tokens.get(s, 1.0) for stage in comp.stages() for s, a in stage.recipe)
+
+
 def predictions(models: Mapping[str, object], comps: Sequence[Composition]) -> dict:
     """metric -> (means, standard errors) over `comps`, by each metric's chosen model."""
     return {m: model.predict(comps) for m, model in models.items()}
@@ -115,18 +123,25 @@ def predicted_at(i: int, preds: dict) -> dict[str, Predicted]:
                          float(mean[i] + Z95 * se[i])) for m, (mean, se) in preds.items()}
 
 
-def pareto(preds: dict, higher: Mapping[str, bool], limit: int = 12) -> list[int]:
+def pareto(preds: dict, higher: Mapping[str, bool], costs: Sequence[float] | None = None,
+           limit: int = 12) -> list[int]:
     """Indices of the non-dominated candidates (by predicted means, each metric oriented so
-    that more is better), at most `limit` of them spread over the first metric's range."""
+    that more is better), at most `limit` of them spread over the first metric's range.
+    Candidates predicted alike (within `TIE` of each metric's predicted range) are one point
+    of the front, stood for by the cheapest (`costs`, e.g. training tokens): a fit that
+    ignores a source predicts the same for every amount of it, and listing each amount would
+    fill the set with compositions that differ only in data the fit says does nothing."""
     metrics = list(preds)
     if len(metrics) < 2:
         return []
     values = np.stack([preds[m][0] * (1 if higher[m] else -1) for m in metrics], axis=1)
-    order = np.argsort(-values[:, 0], kind="stable")
+    span = np.ptp(values, axis=0)
+    steps = np.round(values / np.where(span > 0, span * TIE, 1.0))  # alike: the same step
+    cost = np.zeros(len(values)) if costs is None else np.asarray(costs, dtype=float)
+    order = np.lexsort((cost, -steps[:, 0]))  # the first metric descending, then the cheapest
     front: list[int] = []
-    for i in order:  # by the first metric descending: i is dominated only by one kept before
-        if not any(np.all(values[j] >= values[i]) and np.any(values[j] > values[i])
-                   for j in front):
+    for i in order:  # i is dominated, or matched, only by one kept before it
+        if not any(np.all(steps[j] >= steps[i]) for j in front):
             front.append(int(i))
     if len(front) <= limit:
         return front

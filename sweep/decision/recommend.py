@@ -54,7 +54,8 @@ def recommend(rows: Sequence[dict], metrics: Sequence[str] | None = None, *,
 
     out["proposals"] = [entry(pr.best(m, preds, found[m]), m) for m in with_signal]
     higher = {m: found[m].higher_is_better for m in with_signal}
-    out["pareto"] = [entry(i, None) for i in pr.pareto(preds, higher)]
+    costs = [pr.training_tokens(c, source_tokens) for c in comps]
+    out["pareto"] = [entry(i, None) for i in pr.pareto(preds, higher, costs)]
     return out
 
 

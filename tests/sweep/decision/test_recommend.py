@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import math
 import random
+from fractions import Fraction as F
 
 import numpy as np
 import pytest
 
 from sweep import recommend as command
+from sweep.decision import proposals as pr
 from sweep.decision.agreement import agreement
 from sweep.decision.fits import judge
 from sweep.decision.olmix import export_olmix
@@ -154,3 +156,18 @@ def test_olmix_export_writes_token_ratios_of_one_stage_runs(tmp_path):
     for line in lines[1:]:
         assert sum(float(v) for v in line.split(",")[1:]) == pytest.approx(1.0)
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == "run_id,x/acc"
+
+
+def test_pareto_lists_compositions_predicted_alike_once_by_the_cheapest():
+    """A fit blind to code predicts the same for every amount of it: the front keeps one of
+    each such group (the least code), where the old rule kept every amount; a real trade-off
+    between two abilities stays."""
+    comps = [Composition.mix({"math": m, "code": c}) for m in ("1", "1/4") for c in
+             ("1/2", "1/16", "1/256")]
+    math = np.array([0.5, 0.5, 0.5, 0.2, 0.2, 0.2])  # no word on code
+    chat = np.array([1.0, 1.0, 1.0, 0.4, 0.4, 0.4]) + 1e-9 * np.arange(6)  # loss, lower wins
+    preds = {"m": (math, None), "l": (chat, None)}
+    costs = [pr.training_tokens(c, {"math": 100.0, "code": 50.0}) for c in comps]
+    front = pr.pareto(preds, {"m": True, "l": False}, costs)
+    assert [comps[i].amount_of("code") for i in front] == [F(1, 256), F(1, 256)]
+    assert [comps[i].amount_of("math") for i in front] == [F(1), F(1, 4)]
