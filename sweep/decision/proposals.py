@@ -118,9 +118,22 @@ def best(metric: str, preds: dict, obs: Observations) -> int:
     return int(np.argmax(mean if obs.higher_is_better else -mean))
 
 
-def predicted_at(i: int, preds: dict) -> dict[str, Predicted]:
-    return {m: Predicted(float(mean[i]), float(mean[i] - Z95 * se[i]),
-                         float(mean[i] + Z95 * se[i])) for m, (mean, se) in preds.items()}
+def predicted_at(i: int, preds: dict,
+                 bounds: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Predicted]:
+    """Each metric's prediction at candidate i with its 95% interval, both held inside the
+    metric's `bounds` where it has them (a share in percent: 0-100): a fit's extrapolation
+    knows nothing of the scale's ends, and an accuracy below 0 is no prediction at all."""
+    out = {}
+    for m, (mean, se) in preds.items():
+        low, high = (bounds or {}).get(m, (-math.inf, math.inf))
+        value, half = float(mean[i]), Z95 * float(se[i])
+        out[m] = Predicted(*(min(high, max(low, v)) for v in (value, value - half, value + half)))
+    return out
+
+
+def bounds_of(obs: Observations) -> tuple[float, float]:
+    """A metric's scale: a binary metric is a share in percent; others are left unbounded."""
+    return (0.0, 100.0) if obs.kind == "binary" else (-math.inf, math.inf)
 
 
 def pareto(preds: dict, higher: Mapping[str, bool], costs: Sequence[float] | None = None,

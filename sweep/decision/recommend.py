@@ -45,11 +45,13 @@ def recommend(rows: Sequence[dict], metrics: Sequence[str] | None = None, *,
     preds = pr.predictions(fitted, comps)
     run_ids = {p.composition.key(): p.run_ids for m in with_signal for p in found[m].points}
     sampled = list(observed.values())
+    bounds = {m: pr.bounds_of(found[m]) for m in with_signal}
 
     def entry(i: int, ability: str | None) -> dict:
         c = comps[i]
         return {**({"ability": ability} if ability else {}), **c.to_dict(),
-                "predicted": {m: v.to_dict() for m, v in pr.predicted_at(i, preds).items()},
+                "predicted": {m: v.to_dict()
+                              for m, v in pr.predicted_at(i, preds, bounds).items()},
                 "outside_sampled": pr.outside(c, sampled, run_ids)}
 
     out["proposals"] = [entry(pr.best(m, preds, found[m]), m) for m in with_signal]

@@ -171,3 +171,14 @@ def test_pareto_lists_compositions_predicted_alike_once_by_the_cheapest():
     front = pr.pareto(preds, {"m": True, "l": False}, costs)
     assert [comps[i].amount_of("code") for i in front] == [F(1, 256), F(1, 256)]
     assert [comps[i].amount_of("math") for i in front] == [F(1), F(1, 4)]
+
+
+def test_a_predicted_share_stays_between_0_and_100():
+    """A fit's interval far from the data may run past a scale's end; a binary metric's (in
+    percent) is held to 0-100, an unbounded one is left as the fit says."""
+    preds = {"acc": (np.array([11.1, 99.0]), np.array([19.3, 3.0])),
+             "loss": (np.array([0.21]), np.array([0.15]))}
+    at = pr.predicted_at(0, {"acc": preds["acc"]}, {"acc": (0.0, 100.0)})["acc"]
+    assert (at.value, at.ci_high) == (11.1, pytest.approx(48.9, abs=0.1)) and at.ci_low == 0.0
+    assert pr.predicted_at(1, {"acc": preds["acc"]}, {"acc": (0.0, 100.0)})["acc"].ci_high == 100
+    assert pr.predicted_at(0, {"loss": preds["loss"]})["loss"].ci_low < 0
