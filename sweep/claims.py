@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from sweep.report import add_source_flags
-from sweep.reporting.claims import evaluate_claims, plan
+from sweep.reporting.claims import evaluate_claims, metric_label, plan
 from sweep.reporting.result_set import ResultSet
 
 
@@ -26,7 +26,7 @@ def format_claims(found) -> str:
         if f.effect is not None:
             unit = f" {f.unit}" if f.unit else ""
             head += (f"; effect {f.effect:+.3g}{unit} [95% CI {f.ci_low:+.3g}, {f.ci_high:+.3g}]"
-                     f" on {f.metric}, p = {f.p:.2g}, p (Holm) = {f.p_holm:.2g}")
+                     f" on {metric_label(f.metric)}, p = {f.p:.2g}, p (Holm) = {f.p_holm:.2g}")
             if f.verdict == "not shown":
                 head += f"; the smallest effect these runs could detect: {f.mde:.3g}{unit}"
         lines += [head, f"    \"{f.text}\" ({f.section})", f"    {f.detail}"]

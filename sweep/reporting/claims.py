@@ -31,6 +31,9 @@ FLOOR = 0.02  # a binary metric at or under this share in every cell is at the f
 # nats per token of held-out loss (5% perplexity); a quarter of an MT-Bench point (the paper's
 # general ability moves about 0.03 from 1/4 to all of ShareGPT, LLaMA-7B, Table 2).
 MARGINS = {"binary": 0.02, "general/loss": 0.05, "mtbench/mean": 0.25}
+# Metrics that improve downwards: their effects are turned round (+ = lower, i.e. better), so
+# that a positive effect means the same in every claim.
+FALLS = ("general/loss",)
 SINGLE = ("rq1", "rq2")  # where a source-alone run may come from
 _N = NormalDist()
 
@@ -149,7 +152,7 @@ class Data:
             seeds, ids = self.seeds(model, spot, metric)
             cells.append(seeds)
             runs += ids
-        sign = -1.0 if metric == "general/loss" else 1.0  # a loss improves downwards
+        sign = -1.0 if metric in FALLS else 1.0
         c = contrast(cells, [sign * w for w in weights], [s.strategy for s in spots], metric,
                      self.n_boot)
         return Part(name, metric, c, runs)
@@ -399,10 +402,15 @@ def _one(claim: Claim, data: Data, model: str) -> Found:
     return found
 
 
+def metric_label(metric: str) -> str:
+    """The metric as the claims' text names it, saying when its effects are turned round."""
+    return f"{metric} (+ = lower)" if metric in FALLS else metric
+
+
 def _part_text(part: Part, data: Data) -> str:
     scale, unit = data.unit(part.metric)
     c = part.c
-    return (f"{part.name} on {part.metric}: {c.effect * scale:+.3g}{unit} "
+    return (f"{part.name} on {metric_label(part.metric)}: {c.effect * scale:+.3g}{unit} "
             f"[{c.ci_low * scale:+.3g}, {c.ci_high * scale:+.3g}], n={c.n}, seeds "
             f"{'/'.join(map(str, c.seeds))}, {c.test}")
 

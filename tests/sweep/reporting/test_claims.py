@@ -32,6 +32,9 @@ def test_every_claim_is_contradicted_where_the_world_says_the_opposite(seeds):
     assert [found[i].verdict for i in IDS] == ["contradicted"] * 6, {
         i: found[i].detail for i in IDS}
     assert found["a"].effect < 0 and found["d"].effect < 0
+    # (b) contradicted: the chat loss still falls with amount, an improvement, so a + effect
+    # on a metric the text says is turned round
+    assert found["b"].effect > 0 and "on general/loss (+ = lower): +" in found["b"].detail
 
 
 @pytest.mark.parametrize("seeds", [1, 3])
