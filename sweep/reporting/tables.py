@@ -19,6 +19,7 @@ from fractions import Fraction
 from evals.stats import seeded_interval
 from sweep.reporting.result_set import ResultSet
 from sweep.reporting.results import scale
+from sweep.study.grid import rq3_order
 
 QUESTIONS = ("rq1", "rq2", "rq3", "rq4", "ablation")
 TITLES = {"rq1": "RQ1: one source alone at fraction f (Fig. 2)",
@@ -26,7 +27,6 @@ TITLES = {"rq1": "RQ1: one source alone at fraction f (Fig. 2)",
           "rq3": "RQ3: ratio setups (Fig. 4, Table 4)",
           "rq4": "RQ4: training strategies incl. DMT(k) (Tables 1 and 5)",
           "ablation": "Ablation: ShareGPT without code/math samples (Table 6)"}
-RQ3_SETUPS = ("fixed general", "fixed specialized", "fixed 1/64 general")
 RQ4_ORDER = ("multi-task", "sequential", "mixed sequential")
 
 
@@ -266,8 +266,9 @@ def question_rows(question: str, cells: Cells) -> tuple[list[Row], list[Pair]]:
             pairs += _mix_pairs(f, singles, mixed, cells)
         return out, pairs
     if question == "rq3":
+        setups = sorted({r["strategy"] for r in rows}, key=rq3_order)
         return [Row(f"{setup}, {_at(f)}", Spot(("rq3",), setup, f))
-                for setup in RQ3_SETUPS for f in _fractions(rows)], []
+                for setup in setups for f in _fractions(rows)], []
     if question == "rq4":
         return _rq4_rows(rows), []
     if question == "ablation":

@@ -117,17 +117,37 @@ def rq2(model: str, fractions=FRACTIONS, spec: GridSpec = PAPER) -> list[Run]:
 def rq3(model: str, fractions=FRACTIONS, spec: GridSpec = PAPER) -> list[Run]:
     """Ratio setups (15 runs): (a) fixed general [math@f + code@f + general@1], (b) fixed
     specialized [math@1 + code@1 + general@f], (c) fixed 1/64 general [math@f + code@f +
-    general@1/64]. f is the varied amount, the x-axis of Figure 4. The fixed parts are at
-    `spec.amount` (the paper: all; the local preset: 1/4, so that a run fits its hour); f and
-    the 1/64 stay fractions of the whole source."""
+    general@1/64]. f is the varied amount, the x-axis of Figure 4. The held parts of (a) and
+    (b) are at `spec.amount` (the paper: all; the local preset: 1/4, so that a run fits its
+    hour), and then named by it as the paper names (c): "fixed 1/4 general"; f and (c)'s 1/64
+    stay fractions of the whole source."""
     special, general, a = spec.specialized, spec.general, spec.amount
-    setups = {
-        "fixed general": lambda f: {**{s: f for s in special}, general: a},
-        "fixed specialized": lambda f: {**{s: a for s in special}, general: f},
+    held = "" if a == ONE else f"{format_amount(a)} "
+    setups = {  # a dict: at amount 1/64, (a) is (c)
+        f"fixed {held}general": lambda f: {**{s: f for s in special}, general: a},
+        f"fixed {held}specialized": lambda f: {**{s: a for s in special}, general: f},
         "fixed 1/64 general": lambda f: {**{s: f for s in special}, general: Fraction(1, 64)},
     }
     return [_run("rq3", model, name, st.mix(amounts(f)), fraction=f)
             for name, amounts in setups.items() for f in fractions]
+
+
+def rq3_held(setup: str) -> tuple[str, Fraction]:
+    """An rq3 setup's held group and its amount: "fixed general" -> ("general", 1), "fixed 1/4
+    specialized" -> ("specialized", 1/4), "fixed 1/64 general" -> ("general", 1/64)."""
+    words = setup.split()
+    if len(words) not in (2, 3) or words[0] != "fixed" or words[-1] not in (
+            "general", "specialized"):
+        raise ValueError(f"not an rq3 setup: {setup!r}")
+    return words[-1], (Fraction(words[1]) if len(words) == 3 else ONE)
+
+
+def rq3_order(setup: str) -> tuple[int, Fraction]:
+    """The paper's order of the setups (Table 4): general held whole (or at the preset's
+    amount), specialized held, then general held at 1/64; larger held amounts first."""
+    group, amount = rq3_held(setup)
+    rank = 1 if group == "specialized" else (0 if amount > Fraction(1, 64) else 2)
+    return rank, -amount
 
 
 def rq4(model: str, ks=KS, spec: GridSpec = PAPER) -> list[Run]:

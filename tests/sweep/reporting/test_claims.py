@@ -10,6 +10,8 @@ import pytest
 from synthetic import LARGE, SMALL, noise, paper_world, results
 
 from sweep.reporting.claims import CLAIMS, evaluate_claims, plan
+from sweep.reporting.sections import render_paper
+from sweep.reporting.tables import Cells, question_rows
 
 IDS = [c.id for c in CLAIMS]
 
@@ -74,3 +76,30 @@ def test_over_200_noise_tables_no_claim_is_decided_more_than_15_times():
             if f.verdict in ("holds", "contradicted"):
                 decided[f.id] += 1
     assert all(decided[i] <= 15 for i in IDS), decided
+
+
+def test_rq3_held_at_a_part_of_the_general_data_is_read_as_all():
+    """The local preset holds rq3's general data at 1/4 ("fixed 1/4 general"): claim (e) reads
+    that setup as "all" and still holds where the paper's world holds."""
+    rs = results(paper_world(), 1, models=(SMALL,))
+    for row in rs.rows:
+        if row["strategy"] == "fixed general":
+            row["strategy"] = "fixed 1/4 general"
+    e = {f.id: f for f in evaluate_claims(rs, SMALL, n_boot=400)}["e"]
+    assert e.verdict == "holds", e.detail
+    assert "amount: fixed 1/4 general f=1/4 vs 1/16" in e.detail
+
+
+
+def test_rq3_rows_name_the_held_amount_and_show_no_paper_number_beside_it():
+    """A local rq3 row (general held at 1/4) is not the paper's cell: it keeps its own name in
+    the table, and the paper's numbers appear only beside the paper's own setups."""
+    rs = results(paper_world(), 1, models=(SMALL,))
+    for row in rs.rows:
+        if row["strategy"] == "fixed general":
+            row["strategy"] = "fixed 1/4 general"
+    cells = Cells(rs)
+    labels = [row.label for row in question_rows("rq3", cells)[0]]
+    assert labels[:2] == ["fixed 1/4 general, f=1/4", "fixed 1/4 general, f=1/16"]
+    paper_rows = render_paper("rq3", cells)
+    assert "fixed 1/64 general, f=1/16" in paper_rows and "fixed 1/4 general" not in paper_rows

@@ -102,15 +102,23 @@ def test_fraction_override_and_bad_input():
         grid.build_grid("rq1", ["m", "m"])
 
 
-def test_rq3_holds_its_fixed_sources_at_the_amount():
-    """The local preset's rq3 (amount 1/4): the fixed sources at a quarter, f and the 1/64 of
-    the whole source; at f = amount, fixed general and fixed specialized are one recipe."""
+def test_rq3_holds_its_fixed_sources_at_the_amount_and_names_it():
+    """The local preset's rq3 (amount 1/4): the held sources at a quarter, named by it as the
+    paper names its 1/64 setup (so no cell mixes them with the paper's "fixed general"); f and
+    the 1/64 of the whole source; at f = amount, the first two setups are one recipe."""
     spec = grid.GridSpec(amount=F(1, 4))
     runs = {(r.strategy, r.fraction): _recipes(r)[0]
             for r in grid.build_grid("rq3", ["m"], fractions=(F(1, 4), F(1, 16)), spec=spec)
             if r.stages}
-    assert runs[("fixed general", F(1, 16))] == parse_recipe("math=1/16,code=1/16,general=1/4")
-    assert runs[("fixed specialized", F(1, 16))] == parse_recipe("math=1/4,code=1/4,general=1/16")
+    assert sorted({s for s, _ in runs}, key=grid.rq3_order) == [
+        "fixed 1/4 general", "fixed 1/4 specialized", "fixed 1/64 general"]
+    assert runs[("fixed 1/4 general", F(1, 16))] == parse_recipe("math=1/16,code=1/16,general=1/4")
+    assert runs[("fixed 1/4 specialized", F(1, 16))] == parse_recipe(
+        "math=1/4,code=1/4,general=1/16")
     assert runs[("fixed 1/64 general", F(1, 16))] == parse_recipe(
         "math=1/16,code=1/16,general=1/64")
-    assert runs[("fixed general", F(1, 4))] == runs[("fixed specialized", F(1, 4))]
+    assert runs[("fixed 1/4 general", F(1, 4))] == runs[("fixed 1/4 specialized", F(1, 4))]
+    assert grid.rq3_held("fixed general") == ("general", 1)
+    assert grid.rq3_held("fixed 1/4 specialized") == ("specialized", F(1, 4))
+    with pytest.raises(ValueError, match="not an rq3 setup"):
+        grid.rq3_held("mix")
