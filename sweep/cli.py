@@ -77,10 +77,12 @@ def build_parser(question: str) -> argparse.ArgumentParser:
         p.add_argument("--ks", type=parse_fractions,
                        help="DMT's k values (default: the preset's; paper 1,1/4,1/16,1/64,1/256;"
                             " 1/2,1/8,1/32 too)")
+    if question in ("rq3", "rq4", "all"):
         p.add_argument("--amount", type=parse_fraction,
-                       help="what all of a source means for the strategies: 1 (the paper's), "
-                            "or e.g. 1/4 of every source, DMT's k then being k of it (default: "
-                            "the preset's; local 1/4)")
+                       help="what all of a source means: 1 (the paper's), or e.g. 1/4 of every "
+                            "source, where rq4's strategies train (DMT's k then being k of it) "
+                            "and rq3 holds its fixed parts ('fixed 1/4 general') (default: the "
+                            "preset's; local 1/4)")
     if question == "all":
         p.add_argument("--tsne", action="store_true",
                        help="also the t-SNE representations (base model and DMT k=1/256)")

@@ -10,6 +10,7 @@ from fractions import Fraction as F
 
 import pytest
 
+from sweep import cli
 from sweep.planning import lengths
 from sweep.planning.plan import PAPER_SIZES, build_plan, plan_json
 from sweep.study import grid, presets
@@ -109,7 +110,6 @@ def test_gpu_hours_formula_and_cpu_presets():
 def test_gpu_hours_from_a_measured_gpu_check(tmp_path, capsys):
     """--mfu-from takes a gpu_check summary's MFU, measured peak and device; --mfu an MFU on the
     A100 peak; neither keeps the assumed 0.40; a CPU check's summary (no MFU) is refused."""
-    from sweep import cli
     from sweep.planning.plan import Throughput, throughput_from
 
     summary = {"device": "NVIDIA H200", "cuda": True, "mfu": 0.3, "peak_flops_measured": 800e12,
@@ -138,3 +138,16 @@ def test_gpu_hours_from_a_measured_gpu_check(tmp_path, capsys):
     path.write_text(json.dumps({**summary, "device": "cpu", "cuda": False, "mfu": None}))
     with pytest.raises(SystemExit, match="no GPU MFU"):
         cli.main("rq1", ["--preset", "paper", "--dry-run", "--mfu-from", str(path)])
+
+
+def test_rq3_amount_flag_gives_the_papers_setups_on_the_local_preset(tmp_path, capsys):
+    """rq3 on the local preset holds its parts at 1/4 ("fixed 1/4 general"); --amount 1 asks
+    for the paper's setups by their own names."""
+    common = ["--preset", "local", "--fractions", "1/16", "--storage", str(tmp_path),
+              "--dry-run", "--json"]
+    cli.main("rq3", common)
+    local = {r["strategy"] for r in json.loads(capsys.readouterr().out)["run_list"]}
+    cli.main("rq3", common + ["--amount", "1"])
+    paper = {r["strategy"] for r in json.loads(capsys.readouterr().out)["run_list"]}
+    assert local - {"base"} == {"fixed 1/4 general", "fixed 1/4 specialized", "fixed 1/64 general"}
+    assert paper - {"base"} == {"fixed general", "fixed specialized", "fixed 1/64 general"}
