@@ -266,7 +266,7 @@ def question_rows(question: str, cells: Cells) -> tuple[list[Row], list[Pair]]:
             pairs += _mix_pairs(f, singles, mixed, cells)
         return out, pairs
     if question == "rq3":
-        setups = sorted({r["strategy"] for r in rows}, key=rq3_order)
+        setups = sorted({r["strategy"] for r in rows}, key=lambda s: (rq3_order(s), s))
         return [Row(f"{setup}, {_at(f)}", Spot(("rq3",), setup, f))
                 for setup in setups for f in _fractions(rows)], []
     if question == "rq4":

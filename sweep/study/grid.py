@@ -144,8 +144,12 @@ def rq3_held(setup: str) -> tuple[str, Fraction]:
 
 def rq3_order(setup: str) -> tuple[int, Fraction]:
     """The paper's order of the setups (Table 4): general held whole (or at the preset's
-    amount), specialized held, then general held at 1/64; larger held amounts first."""
-    group, amount = rq3_held(setup)
+    amount), specialized held, then general held at 1/64; larger held amounts first; any
+    other name (results brought in from elsewhere) after them."""
+    try:
+        group, amount = rq3_held(setup)
+    except ValueError:
+        return 3, ONE
     rank = 1 if group == "specialized" else (0 if amount > Fraction(1, 64) else 2)
     return rank, -amount
 
